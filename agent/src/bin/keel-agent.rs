@@ -1,0 +1,4 @@
+//! The keel-agent binary.
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! Keel agent.
+#![warn(missing_docs)]

@@ -1,0 +1,4 @@
+//! The keel-collector binary.
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

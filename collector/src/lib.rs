@@ -1,0 +1,2 @@
+//! Keel collector.
+#![warn(missing_docs)]

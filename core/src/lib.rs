@@ -1,0 +1,21 @@
+//! Keel's shared vocabulary.
+//!
+//! Every part of the pipeline (collector → trainer → agent and replay) speaks the types here, so
+//! that a file written by one is read by the others unchanged.
+//!
+//! Layout:
+//! - [`schema`]: the canonical long table of samples (column names, units, version) and [`schema::Sample`].
+//! - [`inventory`]: what the entities are: VMs and hosts with capacities and power models.
+//! - [`catalog`]: well-known host and VM types (CloudSim's PlanetLab scenario).
+//! - [`parquet_io`] (feature `parquet`): reading and writing the schema as zstd Parquet via arrow-rs.
+//! - [`error`]: the crate's error type.
+#![warn(missing_docs)]
+
+pub mod catalog;
+pub mod error;
+pub mod inventory;
+#[cfg(feature = "parquet")]
+pub mod parquet_io;
+pub mod schema;
+
+pub use error::{Error, Result};

@@ -1,0 +1,2 @@
+//! The Lightweight Coordination Calculus (LCC) for Keel: lexer → parser → AST → interpreter.
+#![warn(missing_docs)]

@@ -1,0 +1,2 @@
+//! Harness for Keel's end-to-end tests: fixtures and real servers started on loopback.
+#![warn(missing_docs)]

@@ -1,0 +1,1 @@
+//! End-to-end tests across Keel's binaries. Each module is one area.

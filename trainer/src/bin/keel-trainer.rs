@@ -1,0 +1,4 @@
+//! The keel-trainer binary.
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! Keel trainer.
+#![warn(missing_docs)]
