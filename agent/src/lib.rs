@@ -1,2 +1,13 @@
-//! Keel agent.
+//! `keel-agent`: the host agent. It runs LCC interaction models (through `keel-lcc`), negotiates
+//! VM migrations with peers, consults the stability model, and replays recorded traces under a
+//! virtual clock.
+//!
+//! Layout:
+//! - [`lcc_cli`]: `keel-agent lcc check|fmt|run`.
+//! - [`replay`]: `keel-agent replay`: the agents on recorded traces, against CloudSim's baselines.
+//! - [`daemon`]: `keel-agent run|publish|cluster`: the networked agent.
 #![warn(missing_docs)]
+
+pub mod daemon;
+pub mod lcc_cli;
+pub mod replay;

@@ -4,9 +4,13 @@
 use crate::inventory::{HostSpec, PowerModel, VmSpec};
 
 /// SPECpower watts at 0..100 % for the HP ProLiant ML110 G4 (Xeon 3040, 2 × 1860 MIPS).
-pub const G4_WATTS: [f64; 11] = [86.0, 89.4, 92.6, 96.0, 99.5, 102.0, 106.0, 108.0, 112.0, 114.0, 117.0];
+pub const G4_WATTS: [f64; 11] = [
+    86.0, 89.4, 92.6, 96.0, 99.5, 102.0, 106.0, 108.0, 112.0, 114.0, 117.0,
+];
 /// SPECpower watts at 0..100 % for the HP ProLiant ML110 G5 (Xeon 3075, 2 × 2660 MIPS).
-pub const G5_WATTS: [f64; 11] = [93.7, 97.0, 101.0, 105.0, 110.0, 116.0, 121.0, 125.0, 129.0, 133.0, 135.0];
+pub const G5_WATTS: [f64; 11] = [
+    93.7, 97.0, 101.0, 105.0, 110.0, 116.0, 121.0, 125.0, 129.0, 133.0, 135.0,
+];
 
 /// Host memory in CloudSim's scenario, MB.
 pub const CLOUDSIM_HOST_RAM_MIB: f64 = 4096.0;
@@ -45,7 +49,10 @@ pub fn cloudsim_hosts(n: usize) -> Vec<HostSpec> {
         .map(|i| {
             let id = format!("host-{i:04}");
             if i % 2 == 0 {
-                HostSpec { id, ..hp_proliant_g4() }
+                HostSpec {
+                    id,
+                    ..hp_proliant_g4()
+                }
             } else {
                 hp_proliant_g5(id)
             }
@@ -79,10 +86,26 @@ impl VmType {
 
 /// CloudSim's VM types: MIPS {2500, 2000, 1000, 500}, RAM {870, 1740, 1740, 613} MB.
 pub const CLOUDSIM_VM_TYPES: [VmType; 4] = [
-    VmType { name: "cloudsim-high-cpu", mips: 2500.0, ram_mib: 870.0 },
-    VmType { name: "cloudsim-extra-large", mips: 2000.0, ram_mib: 1740.0 },
-    VmType { name: "cloudsim-small", mips: 1000.0, ram_mib: 1740.0 },
-    VmType { name: "cloudsim-micro", mips: 500.0, ram_mib: 613.0 },
+    VmType {
+        name: "cloudsim-high-cpu",
+        mips: 2500.0,
+        ram_mib: 870.0,
+    },
+    VmType {
+        name: "cloudsim-extra-large",
+        mips: 2000.0,
+        ram_mib: 1740.0,
+    },
+    VmType {
+        name: "cloudsim-small",
+        mips: 1000.0,
+        ram_mib: 1740.0,
+    },
+    VmType {
+        name: "cloudsim-micro",
+        mips: 500.0,
+        ram_mib: 613.0,
+    },
 ];
 
 /// CloudSim's VM type by index (0..4).

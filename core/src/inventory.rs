@@ -118,10 +118,16 @@ impl Inventory {
                 return Err(Error::Inventory(format!("duplicate vm id {:?}", vm.id)));
             }
             if vm.vcpus == 0 || !(vm.cpu_per_vcpu > 0.0 && vm.cpu_per_vcpu.is_finite()) {
-                return Err(Error::Inventory(format!("vm {:?}: cpu capacity must be positive", vm.id)));
+                return Err(Error::Inventory(format!(
+                    "vm {:?}: cpu capacity must be positive",
+                    vm.id
+                )));
             }
             if !(vm.mem_mib >= 0.0 && vm.mem_mib.is_finite()) {
-                return Err(Error::Inventory(format!("vm {:?}: memory must be >= 0", vm.id)));
+                return Err(Error::Inventory(format!(
+                    "vm {:?}: memory must be >= 0",
+                    vm.id
+                )));
             }
         }
         for h in &self.hosts {
@@ -129,10 +135,16 @@ impl Inventory {
                 return Err(Error::Inventory(format!("duplicate host id {:?}", h.id)));
             }
             if h.cores == 0 || !(h.cpu_per_core > 0.0 && h.cpu_per_core.is_finite()) {
-                return Err(Error::Inventory(format!("host {:?}: cpu capacity must be positive", h.id)));
+                return Err(Error::Inventory(format!(
+                    "host {:?}: cpu capacity must be positive",
+                    h.id
+                )));
             }
             if !(h.mem_mib > 0.0 && h.mem_mib.is_finite()) {
-                return Err(Error::Inventory(format!("host {:?}: memory must be positive", h.id)));
+                return Err(Error::Inventory(format!(
+                    "host {:?}: memory must be positive",
+                    h.id
+                )));
             }
         }
         Ok(())
@@ -153,7 +165,10 @@ impl Inventory {
     /// # Errors
     /// Never in practice; serde_json errors are passed on.
     pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string(self).map_err(|source| Error::Json { what: "inventory".into(), source })
+        serde_json::to_string(self).map_err(|source| Error::Json {
+            what: "inventory".into(),
+            source,
+        })
     }
 
     /// Parses an inventory from JSON.
@@ -161,7 +176,10 @@ impl Inventory {
     /// # Errors
     /// [`Error::Json`] when the text is not an inventory.
     pub fn from_json(s: &str) -> Result<Self> {
-        serde_json::from_str(s).map_err(|source| Error::Json { what: "inventory".into(), source })
+        serde_json::from_str(s).map_err(|source| Error::Json {
+            what: "inventory".into(),
+            source,
+        })
     }
 }
 
@@ -184,17 +202,23 @@ mod tests {
     #[test]
     fn validate_rejects_duplicates() {
         let mut inv = Inventory::default();
-        inv.vms.push(crate::catalog::cloudsim_vm_type(0).spec("a".into()));
-        inv.vms.push(crate::catalog::cloudsim_vm_type(1).spec("a".into()));
+        inv.vms
+            .push(crate::catalog::cloudsim_vm_type(0).spec("a".into()));
+        inv.vms
+            .push(crate::catalog::cloudsim_vm_type(1).spec("a".into()));
         let err = inv.validate().unwrap_err().to_string();
         assert!(err.contains("duplicate vm id"), "{err}");
     }
 
     #[test]
     fn json_round_trip() {
-        let mut inv = Inventory { source: Some("test".into()), ..Default::default() };
+        let mut inv = Inventory {
+            source: Some("test".into()),
+            ..Default::default()
+        };
         inv.hosts.push(crate::catalog::hp_proliant_g5("h1".into()));
-        inv.vms.push(crate::catalog::cloudsim_vm_type(3).spec("v".into()));
+        inv.vms
+            .push(crate::catalog::cloudsim_vm_type(3).spec("v".into()));
         let back = Inventory::from_json(&inv.to_json().unwrap()).unwrap();
         assert_eq!(back, inv);
     }

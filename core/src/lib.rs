@@ -8,10 +8,13 @@
 //! - [`inventory`]: what the entities are: VMs and hosts with capacities and power models.
 //! - [`catalog`]: well-known host and VM types (CloudSim's PlanetLab scenario).
 //! - [`parquet_io`] (feature `parquet`): reading and writing the schema as zstd Parquet via arrow-rs.
+//! - `cli` (feature `cli`): logging flags shared by the binaries.
 //! - [`error`]: the crate's error type.
 #![warn(missing_docs)]
 
 pub mod catalog;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod error;
 pub mod inventory;
 #[cfg(feature = "parquet")]

@@ -56,18 +56,29 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        Self { zstd_level: 3, row_group_size: 128 * 1024 }
+        Self {
+            zstd_level: 3,
+            row_group_size: 128 * 1024,
+        }
     }
 }
 
 /// The Arrow schema of the canonical table.
 pub fn arrow_schema() -> SchemaRef {
     let mut fields = vec![
-        Field::new(TS, DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new(
+            TS,
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
         Field::new(HOST_ID, DataType::Utf8, true),
         Field::new(VM_ID, DataType::Utf8, true),
     ];
-    fields.extend(METRIC_COLUMNS.iter().map(|c| Field::new(*c, DataType::Float64, true)));
+    fields.extend(
+        METRIC_COLUMNS
+            .iter()
+            .map(|c| Field::new(*c, DataType::Float64, true)),
+    );
     Arc::new(Schema::new(fields))
 }
 
@@ -85,8 +96,10 @@ pub fn samples_to_batch(samples: &[Sample]) -> Result<RecordBatch> {
         let a: Float64Array = samples.iter().map(|s| s.metrics.get(i)).collect();
         cols.push(Arc::new(a));
     }
-    RecordBatch::try_new(arrow_schema(), cols)
-        .map_err(|e| Error::Schema { path: PathBuf::new(), message: e.to_string() })
+    RecordBatch::try_new(arrow_schema(), cols).map_err(|e| Error::Schema {
+        path: PathBuf::new(),
+        message: e.to_string(),
+    })
 }
 
 /// A streaming writer of the canonical table with an atomic finish.
@@ -103,7 +116,10 @@ pub struct SampleWriter {
 
 impl std::fmt::Debug for SampleWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SampleWriter").field("dest", &self.dest).field("rows", &self.rows).finish()
+        f.debug_struct("SampleWriter")
+            .field("dest", &self.dest)
+            .field("rows", &self.rows)
+            .finish()
     }
 }
 
@@ -114,11 +130,19 @@ impl SampleWriter {
     /// I/O errors creating the temporary file, naming it.
     pub fn create(dest: &Path, inventory: &Inventory, opts: WriteOptions) -> Result<Self> {
         let dest = dest.to_path_buf();
-        let file_name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let file_name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dest.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
-        let file = File::create(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
-        let level = ZstdLevel::try_new(opts.zstd_level)
-            .map_err(|e| Error::Parquet { path: dest.clone(), message: e.to_string() })?;
+        let file = File::create(&tmp).map_err(|source| Error::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        let level = ZstdLevel::try_new(opts.zstd_level).map_err(|e| Error::Parquet {
+            path: dest.clone(),
+            message: e.to_string(),
+        })?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(opts.row_group_size))
@@ -127,9 +151,18 @@ impl SampleWriter {
                 KeyValue::new(META_INVENTORY.to_string(), inventory.to_json()?),
             ]))
             .build();
-        let writer = ArrowWriter::try_new(file, arrow_schema(), Some(props))
-            .map_err(|e| Error::Parquet { path: tmp.clone(), message: e.to_string() })?;
-        Ok(Self { dest, tmp, writer: Some(writer), rows: 0 })
+        let writer = ArrowWriter::try_new(file, arrow_schema(), Some(props)).map_err(|e| {
+            Error::Parquet {
+                path: tmp.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            dest,
+            tmp,
+            writer: Some(writer),
+            rows: 0,
+        })
     }
 
     /// Appends rows.
@@ -146,8 +179,14 @@ impl SampleWriter {
     /// # Errors
     /// Parquet or I/O errors, naming the temporary file.
     pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
-        let w = self.writer.as_mut().expect("writer is present until finish consumes self");
-        w.write(batch).map_err(|e| Error::Parquet { path: self.tmp.clone(), message: e.to_string() })?;
+        let w = self
+            .writer
+            .as_mut()
+            .expect("writer is present until finish consumes self");
+        w.write(batch).map_err(|e| Error::Parquet {
+            path: self.tmp.clone(),
+            message: e.to_string(),
+        })?;
         self.rows += batch.num_rows();
         Ok(())
     }
@@ -162,18 +201,31 @@ impl SampleWriter {
     /// # Errors
     /// Parquet or I/O errors; the temporary file is removed on failure.
     pub fn finish(mut self) -> Result<PathBuf> {
-        let w = self.writer.take().expect("writer is present until finish consumes self");
-        let file = w
-            .into_inner()
-            .map_err(|e| Error::Parquet { path: self.tmp.clone(), message: e.to_string() })?;
-        file.sync_all().map_err(|source| Error::Io { path: self.tmp.clone(), source })?;
+        let w = self
+            .writer
+            .take()
+            .expect("writer is present until finish consumes self");
+        let file = w.into_inner().map_err(|e| Error::Parquet {
+            path: self.tmp.clone(),
+            message: e.to_string(),
+        })?;
+        file.sync_all().map_err(|source| Error::Io {
+            path: self.tmp.clone(),
+            source,
+        })?;
         drop(file);
-        std::fs::rename(&self.tmp, &self.dest)
-            .map_err(|source| Error::Io { path: self.dest.clone(), source })?;
+        std::fs::rename(&self.tmp, &self.dest).map_err(|source| Error::Io {
+            path: self.dest.clone(),
+            source,
+        })?;
         if let Some(dir) = self.dest.parent() {
             // Persist the rename itself; failure to open a directory is not fatal on every platform.
-            if let Ok(d) = File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) {
-                let _ = d.sync_all();
+            if let Ok(d) = File::open(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            }) {
+                _ = d.sync_all();
             }
         }
         Ok(self.dest.clone())
@@ -183,7 +235,7 @@ impl SampleWriter {
 impl Drop for SampleWriter {
     fn drop(&mut self) {
         if self.writer.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
+            _ = std::fs::remove_file(&self.tmp);
         }
     }
 }
@@ -206,9 +258,14 @@ pub fn write_samples(
 }
 
 fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-    let file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| Error::Parquet { path: path.to_path_buf(), message: e.to_string() })
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 fn inventory_from_builder(
@@ -217,7 +274,8 @@ fn inventory_from_builder(
 ) -> Result<Inventory> {
     let kv = b.metadata().file_metadata().key_value_metadata();
     let get = |k: &str| -> Option<&str> {
-        kv.and_then(|kv| kv.iter().find(|e| e.key == k)).and_then(|e| e.value.as_deref())
+        kv.and_then(|kv| kv.iter().find(|e| e.key == k))
+            .and_then(|e| e.value.as_deref())
     };
     if let Some(v) = get(META_SCHEMA_VERSION) {
         match v.trim().parse::<u32>() {
@@ -258,7 +316,7 @@ pub fn read_inventory(path: &Path) -> Result<Inventory> {
 pub fn read_samples(path: &Path, metrics: Option<&[&str]>) -> Result<Dataset> {
     let b = open_builder(path)?;
     let inventory = inventory_from_builder(path, &b)?;
-    let schema = b.schema().clone();
+    let schema = Arc::clone(b.schema());
     let wanted = |name: &str| -> bool {
         name == TS
             || name == HOST_ID
@@ -266,21 +324,32 @@ pub fn read_samples(path: &Path, metrics: Option<&[&str]>) -> Result<Dataset> {
             || (METRIC_COLUMNS.contains(&name) && metrics.is_none_or(|m| m.contains(&name)))
     };
     if schema.field_with_name(TS).is_err() {
-        return Err(Error::Schema { path: path.to_path_buf(), message: format!("missing column {TS:?}") });
+        return Err(Error::Schema {
+            path: path.to_path_buf(),
+            message: format!("missing column {TS:?}"),
+        });
     }
     let leaves: Vec<usize> = {
         let pq_schema = b.parquet_schema();
-        (0..pq_schema.num_columns()).filter(|&i| wanted(pq_schema.column(i).name())).collect()
+        (0..pq_schema.num_columns())
+            .filter(|&i| wanted(pq_schema.column(i).name()))
+            .collect()
     };
     let mask = ProjectionMask::leaves(b.parquet_schema(), leaves);
     let reader = b
         .with_projection(mask)
         .with_batch_size(64 * 1024)
         .build()
-        .map_err(|e| Error::Parquet { path: path.to_path_buf(), message: e.to_string() })?;
+        .map_err(|e| Error::Parquet {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
     let mut samples = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| Error::Parquet { path: path.to_path_buf(), message: e.to_string() })?;
+        let batch = batch.map_err(|e| Error::Parquet {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         batch_to_samples(path, &batch, &mut samples)?;
     }
     Ok(Dataset { inventory, samples })
@@ -296,9 +365,10 @@ pub fn batch_to_samples(path: &Path, batch: &RecordBatch, out: &mut Vec<Sample>)
         path: path.to_path_buf(),
         message: format!("column {col:?} has unsupported type {dt}"),
     };
-    let ts_col = batch
-        .column_by_name(TS)
-        .ok_or_else(|| Error::Schema { path: path.to_path_buf(), message: format!("missing column {TS:?}") })?;
+    let ts_col = batch.column_by_name(TS).ok_or_else(|| Error::Schema {
+        path: path.to_path_buf(),
+        message: format!("missing column {TS:?}"),
+    })?;
     let ts = timestamps_ms(ts_col).ok_or_else(|| schema_err(TS, ts_col.data_type()))?;
     if let Some(i) = (0..n).find(|&i| ts_col.is_null(i)) {
         return Err(Error::Schema {
@@ -338,21 +408,28 @@ pub fn batch_to_samples(path: &Path, batch: &RecordBatch, out: &mut Vec<Sample>)
 
 fn timestamps_ms(a: &ArrayRef) -> Option<Vec<i64>> {
     Some(match a.data_type() {
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            a.as_primitive::<TimestampMillisecondType>().values().to_vec()
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            a.as_primitive::<TimestampMicrosecondType>().values().iter().map(|v| v.div_euclid(1000)).collect()
-        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => a
+            .as_primitive::<TimestampMillisecondType>()
+            .values()
+            .to_vec(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => a
+            .as_primitive::<TimestampMicrosecondType>()
+            .values()
+            .iter()
+            .map(|v| v.div_euclid(1000))
+            .collect(),
         DataType::Timestamp(TimeUnit::Nanosecond, _) => a
             .as_primitive::<TimestampNanosecondType>()
             .values()
             .iter()
             .map(|v| v.div_euclid(1_000_000))
             .collect(),
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            a.as_primitive::<TimestampSecondType>().values().iter().map(|v| v * 1000).collect()
-        }
+        DataType::Timestamp(TimeUnit::Second, _) => a
+            .as_primitive::<TimestampSecondType>()
+            .values()
+            .iter()
+            .map(|v| v * 1000)
+            .collect(),
         DataType::Int64 => a.as_primitive::<Int64Type>().values().to_vec(),
         _ => return None,
     })
@@ -360,9 +437,21 @@ fn timestamps_ms(a: &ArrayRef) -> Option<Vec<i64>> {
 
 fn strings(a: &ArrayRef) -> Option<Vec<Option<String>>> {
     Some(match a.data_type() {
-        DataType::Utf8 => a.as_string::<i32>().iter().map(|s| s.map(str::to_owned)).collect(),
-        DataType::LargeUtf8 => a.as_string::<i64>().iter().map(|s| s.map(str::to_owned)).collect(),
-        DataType::Utf8View => a.as_string_view().iter().map(|s| s.map(str::to_owned)).collect(),
+        DataType::Utf8 => a
+            .as_string::<i32>()
+            .iter()
+            .map(|s| s.map(str::to_owned))
+            .collect(),
+        DataType::LargeUtf8 => a
+            .as_string::<i64>()
+            .iter()
+            .map(|s| s.map(str::to_owned))
+            .collect(),
+        DataType::Utf8View => a
+            .as_string_view()
+            .iter()
+            .map(|s| s.map(str::to_owned))
+            .collect(),
         DataType::Null => vec![None; a.len()],
         _ => return None,
     })
@@ -371,9 +460,21 @@ fn strings(a: &ArrayRef) -> Option<Vec<Option<String>>> {
 fn floats(a: &ArrayRef) -> Option<Vec<Option<f64>>> {
     Some(match a.data_type() {
         DataType::Float64 => a.as_primitive::<Float64Type>().iter().collect(),
-        DataType::Float32 => a.as_primitive::<Float32Type>().iter().map(|v| v.map(f64::from)).collect(),
-        DataType::Int64 => a.as_primitive::<Int64Type>().iter().map(|v| v.map(|x| x as f64)).collect(),
-        DataType::Int32 => a.as_primitive::<Int32Type>().iter().map(|v| v.map(f64::from)).collect(),
+        DataType::Float32 => a
+            .as_primitive::<Float32Type>()
+            .iter()
+            .map(|v| v.map(f64::from))
+            .collect(),
+        DataType::Int64 => a
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.map(|x| x as f64))
+            .collect(),
+        DataType::Int32 => a
+            .as_primitive::<Int32Type>()
+            .iter()
+            .map(|v| v.map(f64::from))
+            .collect(),
         DataType::Null => vec![None; a.len()],
         _ => return None,
     })
@@ -389,7 +490,11 @@ mod tests {
             ts_ms: ts,
             host_id: Some("h1".into()),
             vm_id: vm.map(str::to_owned),
-            metrics: Metrics { cpu_util: cpu, psi_io_full: Some(0.25), ..Default::default() },
+            metrics: Metrics {
+                cpu_util: cpu,
+                psi_io_full: Some(0.25),
+                ..Default::default()
+            },
         }
     }
 
@@ -400,7 +505,10 @@ mod tests {
         let mut inv = Inventory::default();
         inv.hosts.push(catalog::hp_proliant_g5("h1".into()));
         inv.vms.push(catalog::cloudsim_vm_type(0).spec("v1".into()));
-        let rows = vec![sample(0, Some("v1"), Some(0.5)), sample(300_000, None, None)];
+        let rows = vec![
+            sample(0, Some("v1"), Some(0.5)),
+            sample(300_000, None, None),
+        ];
         write_samples(&path, &rows, &inv, WriteOptions::default()).unwrap();
         let back = read_samples(&path, None).unwrap();
         assert_eq!(back.samples, rows);
@@ -414,8 +522,13 @@ mod tests {
     fn projection_reads_only_named_metrics() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.parquet");
-        write_samples(&path, &[sample(5, Some("v"), Some(0.1))], &Inventory::default(), WriteOptions::default())
-            .unwrap();
+        write_samples(
+            &path,
+            &[sample(5, Some("v"), Some(0.1))],
+            &Inventory::default(),
+            WriteOptions::default(),
+        )
+        .unwrap();
         let back = read_samples(&path, Some(&[crate::schema::CPU_UTIL])).unwrap();
         assert_eq!(back.samples[0].metrics.cpu_util, Some(0.1));
         assert_eq!(back.samples[0].metrics.psi_io_full, None);
@@ -426,7 +539,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.parquet");
         {
-            let mut w = SampleWriter::create(&path, &Inventory::default(), WriteOptions::default()).unwrap();
+            let mut w = SampleWriter::create(&path, &Inventory::default(), WriteOptions::default())
+                .unwrap();
             w.write(&[sample(1, None, Some(0.3))]).unwrap();
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
