@@ -1,0 +1,895 @@
+//! One peer running one role: the clause-expansion interpreter.
+//!
+//! A peer's state is a tree over the program's nodes (`St`): not-started nodes, `then` with its
+//! left side in progress, `par` with both sides, and role frames (a clause instance with its
+//! variables in the peer's [`Store`]). [`Peer::step`] fires events until none can fire:
+//! - `or` is committed choice: branches are tried in order and a branch is taken only if its first
+//!   event fires now; the other branch is dropped.
+//! - a role change `a(R, I)` replaces itself by a fresh instance of `R`'s clause, unified with its
+//!   arguments, and is taken only if that clause's first event fires. In tail position (the last
+//!   thing its clause does) the callee *replaces* the caller, and a mark-compact collection of the
+//!   store drops dead frames: a peer that recurses for months keeps a bounded state.
+//! - a role change that reaches the same clause again before any event fired (the seed's
+//!   `... or a(idle, ID)` busy loop) cannot fire: the peer waits instead of spinning, and the
+//!   runtime re-steps it on a timer or on new measurements.
+//! - a receive takes the first inbox message that unifies with its pattern, whose sender matches
+//!   (an atom role such as `overloaded` matches a sender in role `overloaded(...)`), and whose
+//!   constraint holds; otherwise the message stays.
+//! - a send whose recipient id is unbound asks the [`Directory`]; if it names nobody, the send
+//!   waits.
+//!
+//! Timeouts are the runtime's: [`Peer::timeout`] abandons the interaction in progress (the waiting
+//! branch fails, and committed choice leaves no alternative) and restarts the peer in its initial
+//! role with fresh variables. The inbox is kept (new requests are not lost); stale replies that
+//! no longer match wait there until the inbox bound drops the oldest.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::program::{CCons, Node, NodeId, Program, Tpl};
+use super::store::Store;
+use crate::ast::CmpOp;
+use crate::error::{Error, ErrorKind, RuntimeError};
+use crate::knowledge::{Directory, Knowledge, KnowledgeError};
+use crate::span::Span;
+use crate::value::Value;
+
+/// A peer's address: the role it plays (or is addressed as) and its id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerRef {
+    /// The role.
+    pub role: Value,
+    /// The id.
+    pub id: Value,
+}
+
+/// A message between peers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Envelope {
+    /// Sender (its role at the time of sending, and id).
+    pub from: PeerRef,
+    /// Recipient (the role as the sender named it, and id).
+    pub to: PeerRef,
+    /// The message term.
+    pub body: Value,
+}
+
+/// What a call to [`Peer::step`] or [`Peer::timeout`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// At least one event fired; now no event can fire (or the step budget ran out).
+    Progressed,
+    /// No event could fire: waiting for a message or for a constraint to hold.
+    Waiting,
+    /// The peer's clause is finished.
+    Closed,
+    /// [`Peer::timeout`] abandoned the interaction; the peer is back in its initial role.
+    TimedOut,
+}
+
+/// Sizes of a peer's state, to check that it stays bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Footprint {
+    /// Cells in the binding store.
+    pub cells: usize,
+    /// Nodes of the state tree.
+    pub nodes: usize,
+    /// Messages waiting in the inbox.
+    pub inbox: usize,
+}
+
+#[derive(Debug)]
+struct Frame {
+    clause: u32,
+    base: u32,
+    inner: St,
+}
+
+#[derive(Debug)]
+enum St {
+    Init(NodeId),
+    Then(Box<Self>, NodeId),
+    Par(Box<Self>, Box<Self>),
+    Role(Box<Frame>),
+    Closed,
+}
+
+#[derive(Clone, Copy)]
+struct FrameRef {
+    clause: u32,
+    base: u32,
+}
+
+/// Default bound of a peer's inbox.
+pub const DEFAULT_INBOX_CAPACITY: usize = 1024;
+/// Default number of events one [`Peer::step`] may fire before it yields.
+pub const DEFAULT_STEP_BUDGET: usize = 10_000;
+
+/// A peer playing a role of a [`Program`].
+#[derive(Debug)]
+pub struct Peer {
+    program: Arc<Program>,
+    initial_role: Value,
+    id: Value,
+    store: Store,
+    root: St,
+    inbox: VecDeque<Envelope>,
+    inbox_capacity: usize,
+    dropped: u64,
+    events: u64,
+    budget: usize,
+    live_cells: usize,
+}
+
+impl Peer {
+    /// A peer with id `id` starting in `role` (unified with the clause heads for its name and
+    /// arity; the first that unifies is used).
+    ///
+    /// # Errors
+    /// [`RuntimeError::NoClause`] if no clause matches.
+    pub fn new(program: Arc<Program>, role: Value, id: Value) -> Result<Self, Error> {
+        let mut p = Self {
+            program,
+            initial_role: role,
+            id,
+            store: Store::default(),
+            root: St::Closed,
+            inbox: VecDeque::new(),
+            inbox_capacity: DEFAULT_INBOX_CAPACITY,
+            dropped: 0,
+            events: 0,
+            budget: DEFAULT_STEP_BUDGET,
+            live_cells: 0,
+        };
+        p.root = p.start_state()?;
+        Ok(p)
+    }
+
+    fn start_state(&mut self) -> Result<St, Error> {
+        self.store.clear();
+        let prog = Arc::clone(&self.program);
+        for c in prog.clauses_for(self.store.deref(&self.initial_role)) {
+            let cl = &prog.clauses[c as usize];
+            let m = self.store.mark();
+            let base = self.store.alloc(cl.nvars);
+            let role = Store::inst(&cl.role, base);
+            let id = Store::inst(&cl.id, base);
+            let mut map = HashMap::new();
+            let want_role = self.store.import(&self.initial_role, &mut map);
+            let want_id = self.store.import(&self.id, &mut map);
+            if self.store.unify(&role, &want_role) && self.store.unify(&id, &want_id) {
+                self.store.commit();
+                return Ok(St::Role(Box::new(Frame {
+                    clause: c,
+                    base,
+                    inner: St::Init(cl.body),
+                })));
+            }
+            self.store.undo(m);
+        }
+        let e = RuntimeError::NoClause {
+            role: self.initial_role.to_string(),
+            agent: self.id.to_string(),
+        };
+        Err(Error::new(e, Span::default()))
+    }
+
+    /// Sets the inbox bound (at least 1); when full, the oldest message is dropped and counted.
+    pub fn set_inbox_capacity(&mut self, cap: usize) {
+        self.inbox_capacity = cap.max(1);
+    }
+
+    /// Sets how many events one [`Peer::step`] may fire before returning (at least 1).
+    pub fn set_step_budget(&mut self, budget: usize) {
+        self.budget = budget.max(1);
+    }
+
+    /// The peer's id.
+    #[must_use]
+    pub fn id(&self) -> &Value {
+        &self.id
+    }
+
+    /// The program the peer runs.
+    #[must_use]
+    pub fn program(&self) -> &Arc<Program> {
+        &self.program
+    }
+
+    /// The role the peer started in (and returns to on [`Peer::timeout`]).
+    #[must_use]
+    pub fn initial_role(&self) -> &Value {
+        &self.initial_role
+    }
+
+    /// The role the peer is playing now: that of the innermost clause instance in progress
+    /// (with current bindings); the initial role once closed.
+    #[must_use]
+    pub fn role(&self) -> Value {
+        let mut cur = &self.root;
+        let mut found: Option<&Frame> = None;
+        loop {
+            match cur {
+                St::Role(f) => {
+                    found = Some(f);
+                    cur = &f.inner;
+                }
+                St::Then(l, _) => cur = l,
+                St::Par(a, b) => cur = if matches!(**a, St::Closed) { b } else { a },
+                St::Init(_) | St::Closed => break,
+            }
+        }
+        match found {
+            Some(f) => {
+                let cl = &self.program.clauses[f.clause as usize];
+                self.store.resolve(&Store::inst(&cl.role, f.base))
+            }
+            None => self.initial_role.clone(),
+        }
+    }
+
+    /// Is the peer's clause finished?
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        matches!(self.root, St::Closed)
+    }
+
+    /// Events fired since the peer was made.
+    #[must_use]
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Messages dropped because the inbox was full.
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Messages waiting in the inbox.
+    #[must_use]
+    pub fn inbox(&self) -> &VecDeque<Envelope> {
+        &self.inbox
+    }
+
+    /// Sizes of the state.
+    #[must_use]
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            cells: self.store.cells.len(),
+            nodes: count(&self.root),
+            inbox: self.inbox.len(),
+        }
+    }
+
+    /// Puts a message in the inbox. When the inbox is full the oldest message is dropped (and
+    /// counted in [`Peer::dropped`]); returns `false` then.
+    pub fn deliver(&mut self, env: Envelope) -> bool {
+        let mut kept = true;
+        if self.inbox.len() >= self.inbox_capacity {
+            self.inbox.pop_front();
+            self.dropped += 1;
+            kept = false;
+        }
+        self.inbox.push_back(env);
+        kept
+    }
+
+    /// What a receive that waited too long does: the interaction in progress is abandoned and the
+    /// peer restarts in its initial role with fresh variables (the inbox is kept).
+    ///
+    /// # Errors
+    /// Only if the initial role has no clause, which [`Peer::new`] already ruled out.
+    pub fn timeout(&mut self) -> Result<Status, Error> {
+        self.root = self.start_state()?;
+        self.live_cells = self.store.cells.len();
+        Ok(Status::TimedOut)
+    }
+
+    /// Fires events until none can fire (or the step budget is spent), appending sent messages to
+    /// `out`. Constraints are solved by `knowledge`; unbound recipients by `directory`.
+    ///
+    /// # Errors
+    /// A runtime error (unknown predicate, comparison of non-numbers, role without clause), with
+    /// the span of the call and the peer's id and role. The peer's state is as before the event
+    /// that failed.
+    pub fn step(
+        &mut self,
+        knowledge: &mut dyn Knowledge,
+        directory: &mut dyn Directory,
+        out: &mut Vec<Envelope>,
+    ) -> Result<Status, Error> {
+        if self.is_closed() {
+            return Ok(Status::Closed);
+        }
+        let mut fired = 0;
+        let mut result = Ok(());
+        {
+            let mut cx = Cx {
+                prog: &self.program,
+                store: &mut self.store,
+                inbox: &mut self.inbox,
+                k: knowledge,
+                d: directory,
+                out,
+                id: &self.id,
+                probe: Vec::new(),
+            };
+            while fired < self.budget {
+                let m = cx.store.mark();
+                let root = FrameRef {
+                    clause: u32::MAX,
+                    base: 0,
+                };
+                match cx.advance(&mut self.root, root) {
+                    Ok(true) => {
+                        cx.store.commit();
+                        fired += 1;
+                        if matches!(self.root, St::Closed) {
+                            break;
+                        }
+                    }
+                    Ok(false) => {
+                        cx.store.undo(m);
+                        cx.store.commit();
+                        break;
+                    }
+                    Err(e) => {
+                        cx.store.undo(m);
+                        cx.store.commit();
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        self.events += fired as u64;
+        if self.store.cells.len() > 2 * self.live_cells + 256 {
+            self.gc();
+        }
+        result?;
+        Ok(if self.is_closed() {
+            Status::Closed
+        } else if fired > 0 {
+            Status::Progressed
+        } else {
+            Status::Waiting
+        })
+    }
+
+    /// Mark-compact collection of the store: keeps the frames in the state tree and every cell
+    /// their values reach, renumbered from 0.
+    fn gc(&mut self) {
+        let mut frames = Vec::new();
+        collect_frames(&self.root, &self.program, &mut frames);
+        let old = std::mem::take(&mut self.store.cells);
+        let mut map = vec![u32::MAX; old.len()];
+        let mut queue: Vec<u32> = Vec::new();
+        for &(base, n) in &frames {
+            for i in base..base + n {
+                if let Some(slot) = map.get_mut(i as usize) {
+                    if *slot == u32::MAX {
+                        *slot = u32::try_from(queue.len()).unwrap_or(u32::MAX);
+                        queue.push(i);
+                    }
+                }
+            }
+        }
+        let mut k = 0;
+        while k < queue.len() {
+            if let Some(Some(v)) = old.get(queue[k] as usize) {
+                let mut stack = vec![v];
+                while let Some(v) = stack.pop() {
+                    match v {
+                        Value::Var(id) => {
+                            if let Some(slot) = map.get_mut(*id as usize) {
+                                if *slot == u32::MAX {
+                                    *slot = u32::try_from(queue.len()).unwrap_or(u32::MAX);
+                                    queue.push(*id);
+                                }
+                            }
+                        }
+                        Value::Compound(c) => stack.extend(c.args.iter()),
+                        Value::Cons(c) => {
+                            stack.push(&c.head);
+                            stack.push(&c.tail);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            k += 1;
+        }
+        let cells = queue
+            .iter()
+            .map(|&i| {
+                old.get(i as usize).and_then(Option::as_ref).map(|v| {
+                    if v.is_ground() {
+                        v.clone()
+                    } else {
+                        v.map_vars(&mut |id| Value::Var(map[id as usize]))
+                    }
+                })
+            })
+            .collect();
+        self.store.cells = cells;
+        rebase(&mut self.root, &map);
+        self.live_cells = self.store.cells.len();
+    }
+}
+
+fn count(st: &St) -> usize {
+    match st {
+        St::Init(_) | St::Closed => 1,
+        St::Then(l, _) => 1 + count(l),
+        St::Par(a, b) => 1 + count(a) + count(b),
+        St::Role(f) => 1 + count(&f.inner),
+    }
+}
+
+fn collect_frames(st: &St, prog: &Program, out: &mut Vec<(u32, u32)>) {
+    match st {
+        St::Init(_) | St::Closed => {}
+        St::Then(l, _) => collect_frames(l, prog, out),
+        St::Par(a, b) => {
+            collect_frames(a, prog, out);
+            collect_frames(b, prog, out);
+        }
+        St::Role(f) => {
+            out.push((f.base, prog.clauses[f.clause as usize].nvars));
+            collect_frames(&f.inner, prog, out);
+        }
+    }
+}
+
+fn rebase(st: &mut St, map: &[u32]) {
+    match st {
+        St::Init(_) | St::Closed => {}
+        St::Then(l, _) => rebase(l, map),
+        St::Par(a, b) => {
+            rebase(a, map);
+            rebase(b, map);
+        }
+        St::Role(f) => {
+            f.base = map
+                .get(f.base as usize)
+                .copied()
+                .filter(|&b| b != u32::MAX)
+                .unwrap_or(0);
+            rebase(&mut f.inner, map);
+        }
+    }
+}
+
+/// Everything an event needs, borrowed from the peer for one step.
+struct Cx<'a> {
+    prog: &'a Program,
+    store: &'a mut Store,
+    inbox: &'a mut VecDeque<Envelope>,
+    k: &'a mut dyn Knowledge,
+    d: &'a mut dyn Directory,
+    out: &'a mut Vec<Envelope>,
+    id: &'a Value,
+    /// Clauses entered since the last event in this attempt (a second entry is a busy loop).
+    probe: Vec<u32>,
+}
+
+fn par(a: St, b: St) -> St {
+    match (a, b) {
+        (St::Closed, x) | (x, St::Closed) => x,
+        (a, b) => St::Par(Box::new(a), Box::new(b)),
+    }
+}
+
+impl Cx<'_> {
+    /// Tries to fire one event in `st`; on `Ok(false)` nothing changed (bindings included, once
+    /// the caller undoes to its mark).
+    fn advance(&mut self, st: &mut St, fr: FrameRef) -> Result<bool, Error> {
+        match st {
+            St::Closed => Ok(false),
+            St::Init(n) => match self.start(*n, fr)? {
+                Some(next) => {
+                    *st = next;
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+            St::Then(left, right) => {
+                if !self.advance(left, fr)? {
+                    return Ok(false);
+                }
+                if matches!(**left, St::Closed) {
+                    *st = St::Init(*right);
+                }
+                Ok(true)
+            }
+            St::Par(a, b) => {
+                let fired = self.advance(a, fr)? || self.advance(b, fr)?;
+                if fired && (matches!(**a, St::Closed) || matches!(**b, St::Closed)) {
+                    let a = std::mem::replace(&mut **a, St::Closed);
+                    let b = std::mem::replace(&mut **b, St::Closed);
+                    *st = par(a, b);
+                }
+                Ok(fired)
+            }
+            St::Role(f) => {
+                let inner_fr = FrameRef {
+                    clause: f.clause,
+                    base: f.base,
+                };
+                if !self.advance(&mut f.inner, inner_fr)? {
+                    return Ok(false);
+                }
+                match &mut f.inner {
+                    St::Closed => *st = St::Closed,
+                    // A role change in tail position: the callee replaces the caller.
+                    inner @ St::Role(_) => *st = std::mem::replace(inner, St::Closed),
+                    _ => {}
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// Tries to fire the first event of a not-yet-started node; returns the state after it.
+    fn start(&mut self, n: NodeId, fr: FrameRef) -> Result<Option<St>, Error> {
+        let prog = self.prog;
+        match &prog.nodes[n as usize] {
+            Node::Send {
+                msg,
+                role,
+                id,
+                guard,
+                ..
+            } => Ok(self
+                .send(msg, role, id, guard.as_ref(), fr)?
+                .then_some(St::Closed)),
+            Node::Recv {
+                msg,
+                role,
+                id,
+                guard,
+                ..
+            } => Ok(self
+                .recv(msg, role, id, guard.as_ref(), fr)?
+                .then_some(St::Closed)),
+            Node::Null { guard } => {
+                let m = self.store.mark();
+                if self.eval(guard, fr)? {
+                    Ok(Some(St::Closed))
+                } else {
+                    self.store.undo(m);
+                    Ok(None)
+                }
+            }
+            Node::Then(a, b) => Ok(self.start(*a, fr)?.map(|s| match s {
+                St::Closed => St::Init(*b),
+                s => St::Then(Box::new(s), *b),
+            })),
+            Node::Or(a, b) => match self.start(*a, fr)? {
+                Some(s) => Ok(Some(s)),
+                None => self.start(*b, fr),
+            },
+            Node::Par(a, b) => {
+                if let Some(s) = self.start(*a, fr)? {
+                    return Ok(Some(par(s, St::Init(*b))));
+                }
+                Ok(self.start(*b, fr)?.map(|s| par(St::Init(*a), s)))
+            }
+            Node::Call {
+                role,
+                id,
+                guard,
+                span,
+            } => self.call(role, id, guard.as_ref(), *span, fr),
+        }
+    }
+
+    fn call(
+        &mut self,
+        role: &Tpl,
+        id: &Tpl,
+        guard: Option<&CCons>,
+        span: Span,
+        fr: FrameRef,
+    ) -> Result<Option<St>, Error> {
+        let m = self.store.mark();
+        if let Some(g) = guard {
+            if !self.eval(g, fr)? {
+                self.store.undo(m);
+                return Ok(None);
+            }
+        }
+        let role_v = self.store.resolve(&Store::inst(role, fr.base));
+        let id_v = Store::inst(id, fr.base);
+        let prog = self.prog;
+        let mut any = false;
+        for c in prog.clauses_for(&role_v) {
+            any = true;
+            if self.probe.contains(&c) {
+                continue;
+            }
+            let cl = &prog.clauses[c as usize];
+            let m2 = self.store.mark();
+            let base = self.store.alloc(cl.nvars);
+            if self.store.unify(&Store::inst(&cl.role, base), &role_v)
+                && self.store.unify(&Store::inst(&cl.id, base), &id_v)
+            {
+                self.probe.push(c);
+                let r = self.start(cl.body, FrameRef { clause: c, base });
+                self.probe.pop();
+                if let Some(inner) = r? {
+                    return Ok(Some(match inner {
+                        St::Closed => St::Closed,
+                        inner => St::Role(Box::new(Frame {
+                            clause: c,
+                            base,
+                            inner,
+                        })),
+                    }));
+                }
+            }
+            self.store.undo(m2);
+        }
+        self.store.undo(m);
+        if any {
+            Ok(None)
+        } else {
+            let e = RuntimeError::NoClause {
+                role: role_v.to_string(),
+                agent: self.id.to_string(),
+            };
+            Err(Error::new(e, span))
+        }
+    }
+
+    fn current_role(&self, fr: FrameRef) -> Value {
+        match self.prog.clauses.get(fr.clause as usize) {
+            Some(cl) => self.store.resolve(&Store::inst(&cl.role, fr.base)),
+            None => Value::atom("?"),
+        }
+    }
+
+    fn send(
+        &mut self,
+        msg: &Tpl,
+        role: &Tpl,
+        id: &Tpl,
+        guard: Option<&CCons>,
+        fr: FrameRef,
+    ) -> Result<bool, Error> {
+        let m = self.store.mark();
+        if let Some(g) = guard {
+            if !self.eval(g, fr)? {
+                self.store.undo(m);
+                return Ok(false);
+            }
+        }
+        let body = self.store.resolve(&Store::inst(msg, fr.base));
+        let to_role = self.store.resolve(&Store::inst(role, fr.base));
+        let id_v = Store::inst(id, fr.base);
+        if let Value::Var(v) = self.store.deref(&id_v) {
+            let v = *v;
+            match self.d.resolve(&to_role, &body) {
+                Some(x) => {
+                    let x = self.store.sanitize(x);
+                    if !self.store.unify(&Value::Var(v), &x) {
+                        self.store.undo(m);
+                        return Ok(false);
+                    }
+                }
+                None => {
+                    self.store.undo(m);
+                    return Ok(false);
+                }
+            }
+        }
+        let to_id = self.store.resolve(&id_v);
+        let from = PeerRef {
+            role: self.current_role(fr),
+            id: self.id.clone(),
+        };
+        self.out.push(Envelope {
+            from,
+            to: PeerRef {
+                role: to_role,
+                id: to_id,
+            },
+            body,
+        });
+        Ok(true)
+    }
+
+    fn recv(
+        &mut self,
+        msg: &Tpl,
+        role: &Tpl,
+        id: &Tpl,
+        guard: Option<&CCons>,
+        fr: FrameRef,
+    ) -> Result<bool, Error> {
+        if self.inbox.is_empty() {
+            return Ok(false);
+        }
+        let pat = Store::inst(msg, fr.base);
+        let role_pat = self.store.resolve(&Store::inst(role, fr.base));
+        let id_pat = Store::inst(id, fr.base);
+        for i in 0..self.inbox.len() {
+            let m = self.store.mark();
+            let env = &self.inbox[i];
+            let mut map = HashMap::new();
+            let body = self.store.import(&env.body, &mut map);
+            let ok = self.store.unify(&pat, &body) && {
+                let from_role = self.store.import(&env.from.role, &mut map);
+                let from_id = self.store.import(&env.from.id, &mut map);
+                self.role_matches(&role_pat, &from_role) && self.store.unify(&id_pat, &from_id)
+            };
+            let ok = ok
+                && match guard {
+                    Some(g) => match self.eval(g, fr) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            self.store.undo(m);
+                            return Err(e);
+                        }
+                    },
+                    None => true,
+                };
+            if ok {
+                self.inbox.remove(i);
+                return Ok(true);
+            }
+            self.store.undo(m);
+        }
+        Ok(false)
+    }
+
+    /// An atom role pattern addresses any role of that name (`underloaded` matches a peer in
+    /// `underloaded(5)`); otherwise the roles must unify.
+    fn role_matches(&mut self, pat: &Value, actual: &Value) -> bool {
+        let p = self.store.deref(pat);
+        if let (Value::Atom(a), Some(n)) = (p, actual.name()) {
+            if **a == *n {
+                return true;
+            }
+        }
+        let p = p.clone();
+        self.store.unify(&p, actual)
+    }
+
+    fn rt_error(
+        &self,
+        fr: FrameRef,
+        span: Span,
+        f: impl FnOnce(String, String) -> RuntimeError,
+    ) -> Error {
+        let e = f(self.id.to_string(), self.current_role(fr).to_string());
+        Error {
+            kind: ErrorKind::Runtime(e),
+            span,
+        }
+    }
+
+    /// Evaluates a constraint. On `Ok(false)` the caller undoes to its mark.
+    fn eval(&mut self, c: &CCons, fr: FrameRef) -> Result<bool, Error> {
+        match c {
+            CCons::Call { name, args, span } => {
+                match (&**name, args.len()) {
+                    ("true", 0) => return Ok(true),
+                    ("fail" | "false", 0) => return Ok(false),
+                    _ => {}
+                }
+                let vals: Vec<Value> = args
+                    .iter()
+                    .map(|a| self.store.resolve(&Store::inst(a, fr.base)))
+                    .collect();
+                match self.k.solve(name, &vals) {
+                    Ok(None) => Ok(false),
+                    Ok(Some(outs)) => {
+                        if outs.len() != vals.len() {
+                            let message = format!(
+                                "returned {} values for {} arguments",
+                                outs.len(),
+                                vals.len()
+                            );
+                            return Err(self.rt_error(fr, *span, |agent, role| {
+                                RuntimeError::Predicate {
+                                    name: name.to_string(),
+                                    arity: vals.len(),
+                                    message,
+                                    agent,
+                                    role,
+                                }
+                            }));
+                        }
+                        for (v, o) in vals.iter().zip(outs) {
+                            let o = self.store.sanitize(o);
+                            if !self.store.unify(v, &o) {
+                                return Ok(false);
+                            }
+                        }
+                        Ok(true)
+                    }
+                    Err(KnowledgeError::Unknown) => Err(self.rt_error(fr, *span, |agent, role| {
+                        RuntimeError::UnknownPredicate {
+                            name: name.to_string(),
+                            arity: vals.len(),
+                            agent,
+                            role,
+                        }
+                    })),
+                    Err(KnowledgeError::Failed(message)) => {
+                        Err(
+                            self.rt_error(fr, *span, |agent, role| RuntimeError::Predicate {
+                                name: name.to_string(),
+                                arity: vals.len(),
+                                message,
+                                agent,
+                                role,
+                            }),
+                        )
+                    }
+                }
+            }
+            CCons::Cmp { op, l, r, span } => {
+                let a = Store::inst(l, fr.base);
+                let b = Store::inst(r, fr.base);
+                match op {
+                    CmpOp::Unify => Ok(self.store.unify(&a, &b)),
+                    CmpOp::NotUnify => {
+                        let m = self.store.mark();
+                        let u = self.store.unify(&a, &b);
+                        self.store.undo(m);
+                        Ok(!u)
+                    }
+                    CmpOp::Eq => Ok(self.store.resolve(&a) == self.store.resolve(&b)),
+                    CmpOp::NotEq => Ok(self.store.resolve(&a) != self.store.resolve(&b)),
+                    CmpOp::Lt | CmpOp::Gt | CmpOp::Le | CmpOp::Ge => {
+                        let (a, b) = (self.store.resolve(&a), self.store.resolve(&b));
+                        let ord = match (&a, &b) {
+                            (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
+                            _ => match (a.as_f64(), b.as_f64()) {
+                                (Some(x), Some(y)) => x.partial_cmp(&y),
+                                _ => None,
+                            },
+                        };
+                        let Some(ord) = ord else {
+                            let message = format!(
+                                "`{a} {} {b}` compares values that are not numbers",
+                                op.as_str()
+                            );
+                            return Err(self.rt_error(fr, *span, |agent, role| {
+                                RuntimeError::Type {
+                                    message,
+                                    agent,
+                                    role,
+                                }
+                            }));
+                        };
+                        Ok(match op {
+                            CmpOp::Lt => ord.is_lt(),
+                            CmpOp::Gt => ord.is_gt(),
+                            CmpOp::Le => ord.is_le(),
+                            _ => ord.is_ge(),
+                        })
+                    }
+                }
+            }
+            CCons::Not(x) => {
+                let m = self.store.mark();
+                let r = self.eval(x, fr)?;
+                self.store.undo(m);
+                Ok(!r)
+            }
+            CCons::And(a, b) => Ok(self.eval(a, fr)? && self.eval(b, fr)?),
+            CCons::Or(a, b) => {
+                let m = self.store.mark();
+                if self.eval(a, fr)? {
+                    return Ok(true);
+                }
+                self.store.undo(m);
+                self.eval(b, fr)
+            }
+        }
+    }
+}

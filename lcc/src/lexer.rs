@@ -1,0 +1,357 @@
+//! The lexer: LCC text to [`Token`]s, skipping whitespace and `//`, `/* */`, `%` comments.
+//! It never panics; the first malformed token ends lexing with an [`Error`].
+
+use crate::error::{Error, LexError};
+use crate::span::Span;
+use crate::token::{Token, TokenKind};
+
+/// Splits `src` into tokens, ending with [`TokenKind::Eof`].
+///
+/// # Errors
+/// The first lexical error, with its span.
+pub fn lex(src: &str) -> Result<Vec<Token>, Error> {
+    Lexer { src, pos: 0 }.run()
+}
+
+struct Lexer<'a> {
+    src: &'a str,
+    pos: usize,
+}
+
+fn off(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+fn is_ident_char(c: char) -> bool {
+    c == '_' || c.is_alphanumeric()
+}
+
+impl Lexer<'_> {
+    fn peek(&self) -> Option<char> {
+        self.src[self.pos..].chars().next()
+    }
+
+    fn peek_at(&self, n: usize) -> Option<char> {
+        self.src[self.pos..].chars().nth(n)
+    }
+
+    fn rest(&self) -> &str {
+        &self.src[self.pos..]
+    }
+
+    fn err(&self, start: usize, e: LexError) -> Error {
+        Error::new(e, Span::new(off(start), off(self.pos.max(start))))
+    }
+
+    fn run(mut self) -> Result<Vec<Token>, Error> {
+        let mut out = Vec::with_capacity(self.src.len() / 4);
+        loop {
+            self.skip_trivia()?;
+            let start = self.pos;
+            let Some(c) = self.peek() else {
+                out.push(Token {
+                    kind: TokenKind::Eof,
+                    span: Span::new(off(start), off(start)),
+                });
+                return Ok(out);
+            };
+            let kind = self.token(c, start)?;
+            out.push(Token {
+                kind,
+                span: Span::new(off(start), off(self.pos)),
+            });
+        }
+    }
+
+    fn skip_trivia(&mut self) -> Result<(), Error> {
+        loop {
+            let r = self.rest();
+            if let Some(c) = r.chars().next().filter(|c| c.is_whitespace()) {
+                self.pos += c.len_utf8();
+            } else if r.starts_with("//") || r.starts_with('%') {
+                self.pos += r.find('\n').unwrap_or(r.len());
+            } else if let Some(body) = r.strip_prefix("/*") {
+                let start = self.pos;
+                match body.find("*/") {
+                    Some(i) => self.pos += i + 4,
+                    None => {
+                        self.pos = self.src.len();
+                        return Err(self.err(start, LexError::UnterminatedComment));
+                    }
+                }
+            } else {
+                return Ok(());
+            }
+        }
+    }
+
+    fn sym(&mut self, table: &[(&str, TokenKind)]) -> Option<TokenKind> {
+        for (s, k) in table {
+            if self.rest().starts_with(s) {
+                self.pos += s.len();
+                return Some(k.clone());
+            }
+        }
+        None
+    }
+
+    fn token(&mut self, c: char, start: usize) -> Result<TokenKind, Error> {
+        use TokenKind as T;
+        if c.is_ascii_digit() {
+            return self.number(start);
+        }
+        if c == '_' || c.is_alphabetic() {
+            while self.peek().is_some_and(is_ident_char) {
+                self.pos += self.peek().map_or(1, char::len_utf8);
+            }
+            let word = &self.src[start..self.pos];
+            return Ok(match word {
+                "then" => T::Then,
+                "or" => T::Or,
+                "and" => T::And,
+                "par" => T::Par,
+                "not" => T::Not,
+                _ if c == '_' || c.is_uppercase() => T::Var,
+                _ => T::Ident,
+            });
+        }
+        if c == '"' {
+            return self
+                .quoted('"', start, LexError::UnterminatedString)
+                .map(T::Str);
+        }
+        if c == '\'' {
+            return self
+                .quoted('\'', start, LexError::UnterminatedQuotedAtom)
+                .map(T::QuotedAtom);
+        }
+        if c == '@' && self.peek_at(1).is_some_and(|c| c.is_alphabetic()) {
+            return self.annotation(start);
+        }
+        // Longest match first.
+        let table: &[(&str, TokenKind)] = &[
+            ("<--", T::Arrow),
+            ("\\==", T::NotEqEq),
+            ("::", T::ColonColon),
+            ("=>", T::Send),
+            ("<=", T::Recv),
+            ("<-", T::Arrow),
+            ("==", T::EqEq),
+            ("\\=", T::NotEq),
+            ("\\+", T::Not),
+            ("=<", T::Le),
+            (">=", T::Ge),
+            ("⇒", T::Send),
+            ("⇐", T::Recv),
+            ("←", T::Arrow),
+            ("∧", T::And),
+            ("∨", T::Or),
+            ("¬", T::Not),
+            ("(", T::LParen),
+            (")", T::RParen),
+            ("[", T::LBracket),
+            ("]", T::RBracket),
+            (",", T::Comma),
+            ("|", T::Bar),
+            (".", T::Dot),
+            ("-", T::Minus),
+            ("=", T::Eq),
+            ("<", T::Lt),
+            (">", T::Gt),
+        ];
+        if let Some(k) = self.sym(table) {
+            return Ok(k);
+        }
+        self.pos += c.len_utf8();
+        Err(self.err(start, LexError::UnexpectedChar(c)))
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.pos += 1;
+        }
+    }
+
+    fn number(&mut self, start: usize) -> Result<TokenKind, Error> {
+        self.digits();
+        let mut float = false;
+        if self.peek() == Some('.') && self.peek_at(1).is_some_and(|c| c.is_ascii_digit()) {
+            float = true;
+            self.pos += 1;
+            self.digits();
+        }
+        if matches!(self.peek(), Some('e' | 'E')) {
+            let sign = usize::from(matches!(self.peek_at(1), Some('+' | '-')));
+            if self.peek_at(1 + sign).is_some_and(|c| c.is_ascii_digit()) {
+                float = true;
+                self.pos += 1 + sign;
+                self.digits();
+            }
+        }
+        let text = &self.src[start..self.pos];
+        let bad = || LexError::InvalidNumber(text.to_owned());
+        if float {
+            text.parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(TokenKind::Float)
+                .ok_or_else(|| self.err(start, bad()))
+        } else {
+            text.parse::<u64>()
+                .map(TokenKind::Int)
+                .map_err(|_| self.err(start, bad()))
+        }
+    }
+
+    fn quoted(&mut self, q: char, start: usize, unterminated: LexError) -> Result<String, Error> {
+        self.pos += 1;
+        let mut s = String::new();
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(self.err(start, unterminated));
+            };
+            self.pos += c.len_utf8();
+            if c == q {
+                return Ok(s);
+            }
+            if c == '\\' {
+                let esc_start = self.pos - 1;
+                let Some(e) = self.peek() else {
+                    return Err(self.err(start, unterminated));
+                };
+                self.pos += e.len_utf8();
+                s.push(match e {
+                    'n' => '\n',
+                    't' => '\t',
+                    'r' => '\r',
+                    '0' => '\0',
+                    '\\' | '"' | '\'' => e,
+                    _ => return Err(self.err(esc_start, LexError::InvalidEscape(e))),
+                });
+            } else {
+                s.push(c);
+            }
+        }
+    }
+
+    /// `@name(...)` with balanced parentheses (strings and quoted atoms inside are skipped whole).
+    fn annotation(&mut self, start: usize) -> Result<TokenKind, Error> {
+        self.pos += 1;
+        while self.peek().is_some_and(is_ident_char) {
+            self.pos += self.peek().map_or(1, char::len_utf8);
+        }
+        if self.peek() != Some('(') {
+            return Ok(TokenKind::Annotation);
+        }
+        let mut depth = 0usize;
+        while let Some(c) = self.peek() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        self.pos += 1;
+                        return Ok(TokenKind::Annotation);
+                    }
+                }
+                '"' | '\'' => {
+                    let un = LexError::UnterminatedAnnotation;
+                    self.quoted(c, start, un)?;
+                    continue;
+                }
+                _ => {}
+            }
+            self.pos += c.len_utf8();
+        }
+        Err(self.err(start, LexError::UnterminatedAnnotation))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TokenKind as T;
+
+    fn kinds(s: &str) -> Vec<TokenKind> {
+        lex(s).unwrap().into_iter().map(|t| t.kind).collect()
+    }
+
+    #[test]
+    fn surface_variants_map_to_one_kind() {
+        assert_eq!(kinds("=> ⇒"), vec![T::Send, T::Send, T::Eof]);
+        assert_eq!(kinds("<= ⇐"), vec![T::Recv, T::Recv, T::Eof]);
+        assert_eq!(
+            kinds("<- <-- ←"),
+            vec![T::Arrow, T::Arrow, T::Arrow, T::Eof]
+        );
+        assert_eq!(
+            kinds("and ∧ or ∨"),
+            vec![T::And, T::And, T::Or, T::Or, T::Eof]
+        );
+        assert_eq!(kinds("not ¬ \\+"), vec![T::Not, T::Not, T::Not, T::Eof]);
+        assert_eq!(
+            kinds("= == \\= \\== < > =< >="),
+            vec![
+                T::Eq,
+                T::EqEq,
+                T::NotEq,
+                T::NotEqEq,
+                T::Lt,
+                T::Gt,
+                T::Le,
+                T::Ge,
+                T::Eof
+            ]
+        );
+    }
+
+    #[test]
+    fn comments_are_skipped() {
+        assert_eq!(
+            kinds("a // x\n% y\n/* z\n */ b"),
+            vec![T::Ident, T::Ident, T::Eof]
+        );
+    }
+
+    #[test]
+    fn numbers_strings_and_atoms() {
+        assert_eq!(
+            kinds("12 1.5 2e3 1. \"a\\\"b\" 'q x' X _y _"),
+            vec![
+                T::Int(12),
+                T::Float(1.5),
+                T::Float(2000.0),
+                T::Int(1),
+                T::Dot,
+                T::Str("a\"b".into()),
+                T::QuotedAtom("q x".into()),
+                T::Var,
+                T::Var,
+                T::Var,
+                T::Eof
+            ]
+        );
+    }
+
+    #[test]
+    fn annotations_are_one_token() {
+        let toks = lex("@annotation(@role(x), \")\") a").unwrap();
+        assert_eq!(toks[0].kind, T::Annotation);
+        assert_eq!(toks[0].span, Span::new(0, 26));
+        assert_eq!(toks[1].kind, T::Ident);
+    }
+
+    #[test]
+    fn errors_have_exact_spans() {
+        let e = lex("a /* open").unwrap_err();
+        assert_eq!(e.kind, LexError::UnterminatedComment.into());
+        assert_eq!(e.span, Span::new(2, 9));
+        let e = lex("x \"abc").unwrap_err();
+        assert_eq!(e.span, Span::new(2, 6));
+        let e = lex("a # b").unwrap_err();
+        assert_eq!(e.kind, LexError::UnexpectedChar('#').into());
+        assert_eq!(e.span, Span::new(2, 3));
+        let e = lex("99999999999999999999999").unwrap_err();
+        assert_eq!(e.span, Span::new(0, 23));
+    }
+}

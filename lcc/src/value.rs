@@ -1,0 +1,332 @@
+//! Runtime terms: [`Value`]. Atoms and strings are `Arc<str>` (cheap to clone and to compare;
+//! a [`crate::Program`] interns its atoms so equal atoms usually share one allocation). Lists are
+//! cons cells whose drop is iterative, so long lists cannot overflow the stack.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::print;
+
+/// An unbound variable's index in a peer's binding store.
+pub type VarId = u32;
+
+/// A runtime term.
+#[derive(Clone, Debug)]
+pub enum Value {
+    /// An atom.
+    Atom(Arc<str>),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Str(Arc<str>),
+    /// `f(args...)` with at least one argument (`f()` is the atom `f`).
+    Compound(Arc<Compound>),
+    /// The empty list `[]`.
+    Nil,
+    /// A list cell `[Head | Tail]`.
+    Cons(Arc<Cons>),
+    /// A variable. In values handed out by a peer (messages, predicate arguments) it is unbound;
+    /// its number only identifies it within that one value.
+    Var(VarId),
+}
+
+/// A compound term's functor and arguments.
+#[derive(Debug)]
+pub struct Compound {
+    /// Functor name.
+    pub name: Arc<str>,
+    /// Arguments.
+    pub args: Box<[Value]>,
+}
+
+/// A list cell.
+#[derive(Debug)]
+pub struct Cons {
+    /// First item.
+    pub head: Value,
+    /// The rest of the list.
+    pub tail: Value,
+}
+
+impl Drop for Cons {
+    fn drop(&mut self) {
+        let mut next = std::mem::replace(&mut self.tail, Value::Nil);
+        while let Value::Cons(arc) = next {
+            match Arc::try_unwrap(arc) {
+                Ok(mut cell) => next = std::mem::replace(&mut cell.tail, Value::Nil),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+impl PartialEq for Value {
+    /// Structural identity (`==` in LCC); variables are equal when their numbers are.
+    fn eq(&self, other: &Self) -> bool {
+        let (mut a, mut b) = (self, other);
+        loop {
+            match (a, b) {
+                (Self::Cons(x), Self::Cons(y)) => {
+                    if Arc::ptr_eq(x, y) {
+                        return true;
+                    }
+                    if x.head != y.head {
+                        return false;
+                    }
+                    a = &x.tail;
+                    b = &y.tail;
+                }
+                (Self::Atom(x), Self::Atom(y)) | (Self::Str(x), Self::Str(y)) => return x == y,
+                (Self::Int(x), Self::Int(y)) => return x == y,
+                (Self::Float(x), Self::Float(y)) => return x == y,
+                (Self::Nil, Self::Nil) => return true,
+                (Self::Var(x), Self::Var(y)) => return x == y,
+                (Self::Compound(x), Self::Compound(y)) => {
+                    return Arc::ptr_eq(x, y) || (x.name == y.name && x.args == y.args);
+                }
+                _ => return false,
+            }
+        }
+    }
+}
+
+impl Value {
+    /// The atom `name`.
+    #[must_use]
+    pub fn atom(name: &str) -> Self {
+        Self::Atom(Arc::from(name))
+    }
+
+    /// A string.
+    #[must_use]
+    pub fn str(s: &str) -> Self {
+        Self::Str(Arc::from(s))
+    }
+
+    /// `name(args...)`; with no arguments, the atom `name`.
+    #[must_use]
+    pub fn compound(name: &str, args: Vec<Self>) -> Self {
+        Self::compound_arc(Arc::from(name), args)
+    }
+
+    /// Like [`Value::compound`] with an already shared name.
+    #[must_use]
+    pub fn compound_arc(name: Arc<str>, args: Vec<Self>) -> Self {
+        if args.is_empty() {
+            Self::Atom(name)
+        } else {
+            Self::Compound(Arc::new(Compound {
+                name,
+                args: args.into_boxed_slice(),
+            }))
+        }
+    }
+
+    /// A proper list of `items`.
+    #[must_use]
+    pub fn list(items: Vec<Self>) -> Self {
+        Self::list_with_tail(items, Self::Nil)
+    }
+
+    /// `[items... | tail]`.
+    #[must_use]
+    pub fn list_with_tail(items: Vec<Self>, tail: Self) -> Self {
+        items
+            .into_iter()
+            .rev()
+            .fold(tail, |tail, head| Self::Cons(Arc::new(Cons { head, tail })))
+    }
+
+    /// The name of an atom, or the functor name of a compound.
+    #[must_use]
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Self::Atom(a) => Some(a),
+            Self::Compound(c) => Some(&c.name),
+            _ => None,
+        }
+    }
+
+    /// Arguments of a compound (empty for anything else).
+    #[must_use]
+    pub fn args(&self) -> &[Self] {
+        match self {
+            Self::Compound(c) => &c.args,
+            _ => &[],
+        }
+    }
+
+    /// The atom's name, if this is an atom.
+    #[must_use]
+    pub fn as_atom(&self) -> Option<&str> {
+        match self {
+            Self::Atom(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The integer, if this is one.
+    #[must_use]
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Self::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The number as `f64`, if this is an integer or a float.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Self::Int(i) => Some(*i as f64),
+            Self::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// The items of a proper list (`None` if this is not one).
+    #[must_use]
+    pub fn list_items(&self) -> Option<Vec<Self>> {
+        let mut out = Vec::new();
+        let mut cur = self;
+        loop {
+            match cur {
+                Self::Nil => return Some(out),
+                Self::Cons(c) => {
+                    out.push(c.head.clone());
+                    cur = &c.tail;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Does the value contain no variable?
+    #[must_use]
+    pub fn is_ground(&self) -> bool {
+        let mut stack = vec![self];
+        while let Some(v) = stack.pop() {
+            match v {
+                Self::Var(_) => return false,
+                Self::Compound(c) => stack.extend(c.args.iter()),
+                Self::Cons(c) => {
+                    stack.push(&c.head);
+                    stack.push(&c.tail);
+                }
+                _ => {}
+            }
+        }
+        true
+    }
+
+    /// Same value with every variable renumbered through `f` (used to move values between
+    /// binding stores).
+    #[must_use]
+    pub fn map_vars(&self, f: &mut dyn FnMut(VarId) -> Self) -> Self {
+        match self {
+            Self::Var(v) => f(*v),
+            Self::Compound(c) => Self::Compound(Arc::new(Compound {
+                name: Arc::clone(&c.name),
+                args: c.args.iter().map(|a| a.map_vars(f)).collect(),
+            })),
+            Self::Cons(_) => {
+                let mut items = Vec::new();
+                let mut cur = self;
+                while let Self::Cons(c) = cur {
+                    items.push(c.head.map_vars(f));
+                    cur = &c.tail;
+                }
+                let tail = cur.map_vars(f);
+                Self::list_with_tail(items, tail)
+            }
+            other => other.clone(),
+        }
+    }
+}
+
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Self::Int(i)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(f: f64) -> Self {
+        Self::Float(f)
+    }
+}
+
+impl fmt::Display for Value {
+    /// LCC (Prolog) syntax; variables print as `_G<n>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Atom(a) => f.write_str(&print::atom(a)),
+            Self::Int(i) => write!(f, "{i}"),
+            Self::Float(x) => f.write_str(&print::float(*x)),
+            Self::Str(s) => write!(f, "{s:?}"),
+            Self::Compound(c) => {
+                write!(f, "{}(", print::atom(&c.name))?;
+                for (i, a) in c.args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                f.write_str(")")
+            }
+            Self::Nil => f.write_str("[]"),
+            Self::Cons(_) => {
+                f.write_str("[")?;
+                let mut cur = self;
+                let mut first = true;
+                while let Self::Cons(c) = cur {
+                    if !first {
+                        f.write_str(", ")?;
+                    }
+                    first = false;
+                    write!(f, "{}", c.head)?;
+                    cur = &c.tail;
+                }
+                if !matches!(cur, Self::Nil) {
+                    write!(f, " | {cur}")?;
+                }
+                f.write_str("]")
+            }
+            Self::Var(v) => write!(f, "_G{v}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lists_drop_without_overflow() {
+        let v = Value::list((0..1_000_000).map(Value::Int).collect());
+        assert_eq!(v.list_items().map(|l| l.len()), Some(1_000_000));
+        drop(v);
+    }
+
+    #[test]
+    fn display_is_lcc_syntax() {
+        let v = Value::compound(
+            "f",
+            vec![
+                Value::atom("a b"),
+                Value::list_with_tail(vec![1.into()], Value::Var(3)),
+            ],
+        );
+        assert_eq!(v.to_string(), "f('a b', [1 | _G3])");
+        assert_eq!(Value::compound("g", vec![]), Value::atom("g"));
+    }
+
+    #[test]
+    fn values_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Value>();
+    }
+}
