@@ -1,2 +1,28 @@
-//! Keel collector.
+//! Keel collector: samples host and VM metrics every interval and writes them, without loss, to
+//! canonical-schema Parquet files (the embedded default) and to InfluxDB 2.
+//!
+//! A round takes one wall-clock timestamp, polls every source (monotonic time between rounds
+//! gives the rates), writes the canonical rows to the Parquet sink and queues line protocol for
+//! the InfluxDB sink, whose on-disk spool keeps whatever the database has not acknowledged.
+//!
+//! Layout:
+//! - [`config`]: file < env < flags, resolved into [`config::Settings`]; the `Secret` newtype.
+//! - [`sources`]: `host` (procfs), `cgroup` (VM discovery), `libvirt` (feature `libvirt`).
+//! - [`rate`]: counters to rates (monotonic clamps, resets).
+//! - [`buffer`]: the bounded in-memory queue with counted drops.
+//! - [`sinks`]: `parquet` and `influx` (`config`, `encode`, `service`, `spool`).
+//! - [`internal_events`]: self-metrics and the events that move them.
+//! - [`run`]: the round loop, alignment, shutdown.
+//! - [`error`]: the library's error type.
 #![warn(missing_docs)]
+
+pub mod buffer;
+pub mod config;
+pub mod error;
+pub mod internal_events;
+pub mod rate;
+pub mod run;
+pub mod sinks;
+pub mod sources;
+
+pub use error::{Error, Result};
