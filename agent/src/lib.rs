@@ -5,9 +5,11 @@
 //! Layout:
 //! - [`lcc_cli`]: `keel-agent lcc check|fmt|run`.
 //! - [`replay`]: `keel-agent replay`: the agents on recorded traces, against CloudSim's baselines.
+//! - [`sim`]: the datacenter simulator behind replay (CloudSim's model, baselines, Keel's agents).
 //! - [`daemon`]: `keel-agent run|publish|cluster`: the networked agent.
 #![warn(missing_docs)]
 
 pub mod daemon;
 pub mod lcc_cli;
 pub mod replay;
+pub mod sim;

@@ -1,0 +1,829 @@
+//! The datacenter under a virtual clock, modelled on CloudSim 3.0.3's `PowerDatacenter`,
+//! `HostDynamicWorkload`, `VmSchedulerTimeSharedOverSubscription` and `PowerVm`.
+//!
+//! What is reproduced, because each changes the figures:
+//! - Datacenter events at `offset + k·interval` (CloudSim: `k·300 + 0.1`) up to, not including,
+//!   the end of the day; at each, every host is updated, energy is added for the time since the
+//!   last update (trapezoid of the power at the previous and current utilisation; nothing for a
+//!   host whose previous utilisation was 0), VMs that request 0 MIPS are removed as finished, and
+//!   the policy plans migrations.
+//! - A migration adds the VM to the target at once (the target reserves 10 % of its demand, the
+//!   source gives it 90 %), and completes `RAM / (bandwidth · fraction / 8)` seconds later, when the
+//!   datacenter is updated again (so energy is integrated over the sub-intervals).
+//! - A host's scheduler caps each vCPU at the host's core speed and, when oversubscribed, scales
+//!   every VM's share down (rounded down to whole MIPS).
+//! - SLATAH from each host's history of (allocated, requested, active) entries, PDM from each VM's
+//!   history of (allocated, requested, in migration); entries at the same instant replace each other.
+//!
+//! Planning (what a policy does between updates) works on the same state: `plan_create` and
+//! `plan_destroy` move VMs between hosts' lists as CloudSim's `vmCreate`/`vmDestroy` do, and
+//! `restore` puts the allocation back before migrations start.
+
+use std::collections::VecDeque;
+
+use anyhow::bail;
+
+use super::scenario::Scenario;
+use super::workload::Workload;
+
+/// Utilisation history kept per VM (CloudSim's `PowerVm.HISTORY_LENGTH`).
+pub const VM_HISTORY_LEN: usize = 30;
+/// Interval samples of host utilisation kept for the agents and the stability model.
+pub const HOST_HISTORY_LEN: usize = 48;
+
+/// A consolidation policy: where VMs start, and which migrations to make at each interval.
+pub trait Policy {
+    /// Name in reports (`thr-mmt-0.8`, `keel-power-saving+model`, …).
+    fn name(&self) -> String;
+    /// Host for VM `vm` at creation (`None`: no host can take it, which aborts the run).
+    fn place(&mut self, e: &mut Engine<'_>, vm: usize) -> Option<usize>;
+    /// Migrations (VM, target host) to start now. `e` may be changed while planning, but must be
+    /// restored ([`Engine::save`]/[`Engine::restore`]) before returning.
+    fn optimize(&mut self, e: &mut Engine<'_>) -> anyhow::Result<Vec<(usize, usize)>>;
+    /// Negotiation counters, for policies that negotiate.
+    fn negotiation(&self) -> Option<super::metrics::Negotiation> {
+        None
+    }
+}
+
+/// A host's state.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Total CPU capacity.
+    pub total_mips: f64,
+    /// Capacity of one core (a vCPU never gets more).
+    pub pe_mips: f64,
+    /// Memory, MiB.
+    pub mem_mib: f64,
+    /// Bandwidth, Mbit/s.
+    pub bw_mbit: f64,
+    /// Watts at 0, 10, …, 100 %.
+    pub power: [f64; 11],
+    /// VMs on the host, in arrival order (including VMs migrating in).
+    pub vm_list: Vec<u32>,
+    /// VMs migrating in (they are also in `vm_list`).
+    pub migrating_in: Vec<u32>,
+    /// Utilisation in MIPS at the last update.
+    pub util_mips: f64,
+    prev_util_mips: f64,
+    ram_used: f64,
+    bw_used: f64,
+    last_entry: Option<Entry>,
+    sla_time: f64,
+    active_time: f64,
+    ever_active: bool,
+    active: bool,
+    power_cycles: u32,
+    /// Utilisation fractions at the last interval updates, newest last.
+    pub history: VecDeque<f64>,
+}
+
+/// A VM's state.
+#[derive(Debug, Clone)]
+pub struct Vm {
+    /// Total CPU capacity (vCPUs × per-vCPU).
+    pub mips: f64,
+    /// vCPUs.
+    pub pes: u32,
+    /// Provisioned memory, MiB.
+    pub ram: f64,
+    /// Current requested MIPS (CloudSim's `getCurrentRequestedTotalMips`).
+    pub req: f64,
+    sched_req: f64,
+    instantiating: bool,
+    /// In migration.
+    pub in_migration: bool,
+    /// The host whose list holds the VM as its own (CloudSim's `vm.getHost()`), during planning too.
+    pub host: Option<u32>,
+    /// The host the allocation policy records (CloudSim's VM table).
+    pub table: Option<u32>,
+    /// Still running (CloudSim removes a VM whose demand drops to 0).
+    pub alive: bool,
+    /// Utilisation fractions at interval updates, newest first.
+    pub history: VecDeque<f64>,
+    hist_time: f64,
+    /// Memory and bandwidth reserved at creation on the current host (CloudSim reserves them
+    /// only while a VM is being instantiated; afterwards VMs request none).
+    held: (f64, f64),
+    last_entry: Option<Entry>,
+    tot_req: f64,
+    tot_alloc: f64,
+    under_mig: f64,
+    last_move: f64,
+    left: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    t: f64,
+    alloc: f64,
+    req: f64,
+    flag: bool,
+}
+
+/// One interval's snapshot for the report's time series.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Step {
+    /// Seconds from the start.
+    pub t: f64,
+    /// Hosts with utilisation > 0.
+    pub active_hosts: u32,
+    /// Energy so far, kWh.
+    pub energy_kwh: f64,
+    /// Migrations so far.
+    pub migrations: u64,
+    /// Standard deviation of utilisation across active hosts.
+    pub util_spread: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    t: f64,
+    vm: u32,
+    target: u32,
+}
+
+/// The simulated datacenter.
+#[derive(Debug)]
+pub struct Engine<'a> {
+    /// The scenario.
+    pub sc: &'a Scenario,
+    /// The workload.
+    pub wl: &'a Workload,
+    /// Hosts.
+    pub hosts: Vec<Host>,
+    /// VMs, in the workload's order.
+    pub vms: Vec<Vm>,
+    /// Virtual time, seconds.
+    pub now: f64,
+    /// Whether `now` is an interval update (as opposed to a migration completion).
+    last_process: f64,
+    energy_ws: f64,
+    /// Migrations started.
+    pub migrations: u64,
+    thrash: u64,
+    saved: Vec<(Vec<u32>, Vec<Option<u32>>)>,
+    pending: Vec<Pending>,
+    /// Per-interval snapshots.
+    pub steps: Vec<Step>,
+    /// Host utilisation and memory per interval when recording (`[step][host]`).
+    pub host_series: Option<HostSeries>,
+    /// Interval updates done.
+    pub step_no: usize,
+}
+
+/// Per interval: time and, per host, (CPU utilisation, memory in use MiB or NaN).
+pub type HostSeries = Vec<(f64, Vec<(f32, f32)>)>;
+
+/// Results of one run, before naming.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// Energy, kWh.
+    pub energy_kwh: f64,
+    /// Migrations.
+    pub migrations: u64,
+    /// SLA time per active host.
+    pub slatah: f64,
+    /// Performance degradation due to migration.
+    pub pdm: f64,
+    /// Migrations that moved a VM back to a host it had left or again within an hour.
+    pub thrash_migrations: u64,
+    /// Times a host was switched off and on again.
+    pub power_cycles: u64,
+    /// Time series.
+    pub steps: Vec<Step>,
+    /// Host series when recorded.
+    pub host_series: Option<HostSeries>,
+    /// VMs removed because their demand dropped to 0.
+    pub finished_vms: usize,
+}
+
+impl<'a> Engine<'a> {
+    /// A datacenter with every host empty.
+    pub fn new(sc: &'a Scenario, wl: &'a Workload) -> Self {
+        let hosts = sc
+            .hosts
+            .iter()
+            .map(|h| Host {
+                total_mips: h.cpu_capacity(),
+                pe_mips: h.cpu_per_core,
+                mem_mib: h.mem_mib,
+                bw_mbit: h.bandwidth_mbit.unwrap_or(1000.0),
+                power: h.power.as_ref().map_or([0.0; 11], |p| p.watts),
+                vm_list: Vec::new(),
+                migrating_in: Vec::new(),
+                util_mips: 0.0,
+                prev_util_mips: 0.0,
+                ram_used: 0.0,
+                bw_used: 0.0,
+                last_entry: None,
+                sla_time: 0.0,
+                active_time: 0.0,
+                ever_active: false,
+                active: false,
+                power_cycles: 0,
+                history: VecDeque::new(),
+            })
+            .collect();
+        let vms = wl
+            .inventory
+            .vms
+            .iter()
+            .map(|v| Vm {
+                mips: v.cpu_capacity(),
+                pes: v.vcpus.max(1),
+                ram: v.mem_mib,
+                req: v.cpu_capacity(),
+                sched_req: v.cpu_capacity(),
+                instantiating: true,
+                in_migration: false,
+                host: None,
+                table: None,
+                alive: true,
+                history: VecDeque::with_capacity(VM_HISTORY_LEN),
+                hist_time: f64::NEG_INFINITY,
+                held: (0.0, 0.0),
+                last_entry: None,
+                tot_req: 0.0,
+                tot_alloc: 0.0,
+                under_mig: 0.0,
+                last_move: f64::NEG_INFINITY,
+                left: Vec::new(),
+            })
+            .collect();
+        Self {
+            sc,
+            wl,
+            hosts,
+            vms,
+            now: 0.0,
+            last_process: 0.0,
+            energy_ws: 0.0,
+            migrations: 0,
+            thrash: 0,
+            saved: Vec::new(),
+            pending: Vec::new(),
+            steps: Vec::new(),
+            host_series: None,
+            step_no: 0,
+        }
+    }
+
+    /// Runs the whole simulation with `policy`; `progress` is called after each interval with
+    /// (done, total).
+    ///
+    /// # Errors
+    /// A VM no host can take at creation, a policy error, or a broken invariant (a VM on no host
+    /// or on two), naming the step and the VM.
+    pub fn run(
+        mut self,
+        policy: &mut dyn Policy,
+        record_hosts: bool,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> anyhow::Result<RunOutput> {
+        if record_hosts {
+            self.host_series = Some(Vec::new());
+        }
+        for v in 0..self.vms.len() {
+            let Some(h) = policy.place(&mut self, v) else {
+                bail!(
+                    "no host can take VM {:?} at creation ({} hosts, policy {})",
+                    self.wl.inventory.vms[v].id,
+                    self.hosts.len(),
+                    policy.name()
+                );
+            };
+            self.plan_create(h, v);
+            self.vms[v].table = Some(h as u32);
+            self.vms[v].instantiating = false;
+            // CloudSim: once created, a VM requests what its (not yet submitted) cloudlet does: 0.
+            self.vms[v].req = 0.0;
+        }
+        let interval = self.sc.interval_s;
+        let end = self.sc.duration_s.unwrap_or_else(|| self.wl.duration_s());
+        let total = ((end - self.sc.offset_s) / interval).ceil().max(0.0) as usize;
+        let mut k = 1usize;
+        loop {
+            let t = self.sc.offset_s + k as f64 * interval;
+            if t >= end {
+                break;
+            }
+            self.now = t;
+            self.full_update(t, true);
+            self.record_step();
+            self.check_invariant()?;
+            let plan = policy.optimize(&mut self)?;
+            for (v, h) in plan {
+                self.start_migration(v, h, t);
+            }
+            self.complete_migrations(t + interval, end);
+            self.step_no += 1;
+            progress(k, total);
+            k += 1;
+        }
+        let hosts_total: f64 = self.hosts.iter().map(|h| h.active_time).sum();
+        let sla: f64 = self.hosts.iter().map(|h| h.sla_time).sum();
+        let (req, under): (f64, f64) = self
+            .vms
+            .iter()
+            .fold((0.0, 0.0), |(r, u), v| (r + v.tot_req, u + v.under_mig));
+        Ok(RunOutput {
+            energy_kwh: self.energy_ws / 3.6e6,
+            migrations: self.migrations,
+            slatah: if hosts_total > 0.0 {
+                sla / hosts_total
+            } else {
+                0.0
+            },
+            pdm: if req > 0.0 { under / req } else { 0.0 },
+            thrash_migrations: self.thrash,
+            power_cycles: self.hosts.iter().map(|h| u64::from(h.power_cycles)).sum(),
+            steps: self.steps,
+            host_series: self.host_series,
+            finished_vms: self.vms.iter().filter(|v| !v.alive).count(),
+        })
+    }
+
+    fn record_step(&mut self) {
+        let mut active = 0u32;
+        let (mut s, mut s2) = (0.0, 0.0);
+        for h in &mut self.hosts {
+            let u = (h.util_mips / h.total_mips).min(1.0);
+            if h.history.len() == HOST_HISTORY_LEN {
+                h.history.pop_front();
+            }
+            h.history.push_back(u);
+            if u > 0.0 {
+                active += 1;
+                s += u;
+                s2 += u * u;
+            }
+        }
+        let n = f64::from(active.max(1));
+        let mean = s / n;
+        let spread = (s2 / n - mean * mean).max(0.0).sqrt();
+        self.steps.push(Step {
+            t: self.now,
+            active_hosts: active,
+            energy_kwh: self.energy_ws / 3.6e6,
+            migrations: self.migrations,
+            util_spread: spread,
+        });
+        if let Some(series) = self.host_series.as_mut() {
+            let wl = self.wl;
+            let row = self
+                .hosts
+                .iter()
+                .map(|h| {
+                    let mem = if wl.has_mem() {
+                        h.vm_list
+                            .iter()
+                            .filter(|v| !h.migrating_in.contains(v))
+                            .map(|&v| wl.mem_at(v as usize, self.now).unwrap_or(0.0))
+                            .sum::<f64>()
+                    } else {
+                        f64::NAN
+                    };
+                    ((h.util_mips / h.total_mips) as f32, mem as f32)
+                })
+                .collect();
+            series.push((self.now, row));
+        }
+    }
+
+    /// Every alive VM is on exactly one host as its own (not counting hosts it is migrating to).
+    fn check_invariant(&self) -> anyhow::Result<()> {
+        let mut count = vec![0u8; self.vms.len()];
+        for h in &self.hosts {
+            for &v in &h.vm_list {
+                if !h.migrating_in.contains(&v) {
+                    count[v as usize] = count[v as usize].saturating_add(1);
+                }
+            }
+        }
+        for (v, (c, vm)) in count.iter().zip(&self.vms).enumerate() {
+            let want = u8::from(vm.alive);
+            if *c != want {
+                bail!(
+                    "invariant broken at step {} (t = {:.1} s): VM {:?} is on {c} hosts, expected {want}",
+                    self.step_no,
+                    self.now,
+                    self.wl.inventory.vms[v].id
+                );
+            }
+        }
+        Ok(())
+    }
+
+    // ----- CloudSim's scheduler -------------------------------------------------------------
+
+    fn capped(&self, h: usize, v: usize) -> f64 {
+        let vm = &self.vms[v];
+        let per = vm.sched_req / f64::from(vm.pes);
+        per.min(self.hosts[h].pe_mips) * f64::from(vm.pes)
+    }
+
+    /// (fits, scale, available MIPS) of host `h`'s scheduler.
+    fn sched(&self, h: usize) -> (bool, f64, f64) {
+        let host = &self.hosts[h];
+        let mut avail = host.total_mips;
+        let mut fits = true;
+        let mut total = 0.0;
+        for &v in &host.vm_list {
+            let c = self.capped(h, v as usize);
+            let r = if host.migrating_in.contains(&v) {
+                c * 0.1
+            } else {
+                c
+            };
+            total += r;
+            if fits {
+                if avail >= r {
+                    avail -= r;
+                } else {
+                    fits = false;
+                }
+            }
+        }
+        if fits {
+            (true, 1.0, avail)
+        } else {
+            (false, host.total_mips / total, 0.0)
+        }
+    }
+
+    fn alloc_with(&self, h: usize, v: usize, fits: bool, scale: f64) -> f64 {
+        let host = &self.hosts[h];
+        let c = self.capped(h, v);
+        let vin = host.migrating_in.contains(&(v as u32));
+        let vout = !vin && self.vms[v].in_migration;
+        if fits {
+            if vin {
+                c * 0.1
+            } else if vout {
+                c * 0.9
+            } else {
+                c
+            }
+        } else if vin {
+            (c * 0.1 * scale).floor()
+        } else if vout {
+            (c * scale * 0.9).floor()
+        } else {
+            (c * scale).floor()
+        }
+    }
+
+    /// MIPS available on host `h` (CloudSim's `getAvailableMips`).
+    pub fn available_mips(&self, h: usize) -> f64 {
+        self.sched(h).2
+    }
+
+    /// Σ allocated MIPS of the VMs in `h`'s list now, counting a VM migrating in at its full demand
+    /// (CloudSim's `getUtilizationOfCpuMips(host)` in the allocation policy).
+    pub fn planned_util_mips(&self, h: usize) -> f64 {
+        let (fits, scale, _) = self.sched(h);
+        let host = &self.hosts[h];
+        host.vm_list
+            .iter()
+            .map(|&v| {
+                let a = self.alloc_with(h, v as usize, fits, scale);
+                if host.migrating_in.contains(&v) {
+                    a + a * 0.9 / 0.1
+                } else {
+                    a
+                }
+            })
+            .sum()
+    }
+
+    /// Σ requested MIPS of the VMs in `h`'s list now.
+    pub fn requested_mips(&self, h: usize) -> f64 {
+        self.hosts[h]
+            .vm_list
+            .iter()
+            .map(|&v| self.vms[v as usize].req)
+            .sum()
+    }
+
+    /// Utilisation at the last update (CloudSim's `getUtilizationOfCpu`, 1.0..1.01 read as 1).
+    pub fn util_at_update(&self, h: usize) -> f64 {
+        let u = self.hosts[h].util_mips / self.hosts[h].total_mips;
+        if u > 1.0 && u < 1.01 {
+            1.0
+        } else {
+            u
+        }
+    }
+
+    /// Host `h`'s power at utilisation `u` (0..=1), watts.
+    pub fn power_at(&self, h: usize, u: f64) -> f64 {
+        keel_core::inventory::PowerModel {
+            watts: self.hosts[h].power,
+        }
+        .power_at(u)
+    }
+
+    /// CloudSim's `isSuitableForVm`: core speed, free MIPS, and at creation memory and bandwidth.
+    pub fn is_suitable(&self, h: usize, v: usize) -> bool {
+        let host = &self.hosts[h];
+        let vm = &self.vms[v];
+        if host.pe_mips < vm.req / f64::from(vm.pes) {
+            return false;
+        }
+        if self.available_mips(h) < vm.req {
+            return false;
+        }
+        if vm.instantiating {
+            if host.mem_mib - host.ram_used < vm.ram {
+                return false;
+            }
+            if host.bw_mbit - host.bw_used < self.sc.vm_bw_mbit {
+                return false;
+            }
+        }
+        true
+    }
+
+    // ----- Planning primitives (CloudSim's vmCreate / vmDestroy) ----------------------------
+
+    /// Adds VM `v` to host `h`'s list (CloudSim's `vmCreate`).
+    pub fn plan_create(&mut self, h: usize, v: usize) {
+        let vm = &mut self.vms[v];
+        vm.sched_req = vm.req;
+        vm.host = Some(h as u32);
+        if vm.instantiating {
+            vm.held = (vm.ram, self.sc.vm_bw_mbit);
+            self.hosts[h].ram_used += vm.ram;
+            self.hosts[h].bw_used += self.sc.vm_bw_mbit;
+        }
+        self.hosts[h].vm_list.push(v as u32);
+    }
+
+    /// Removes VM `v` from host `h`'s list (CloudSim's `vmDestroy`).
+    pub fn plan_destroy(&mut self, h: usize, v: usize) {
+        let list = &mut self.hosts[h].vm_list;
+        if let Some(i) = list.iter().position(|&x| x as usize == v) {
+            list.remove(i);
+            let (ram, bw) = std::mem::take(&mut self.vms[v].held);
+            self.hosts[h].ram_used -= ram;
+            self.hosts[h].bw_used -= bw;
+        }
+        self.vms[v].host = None;
+    }
+
+    /// Saves every host's list (CloudSim's `saveAllocation`).
+    pub fn save(&mut self) {
+        let lists = self
+            .hosts
+            .iter()
+            .map(|h| {
+                h.vm_list
+                    .iter()
+                    .copied()
+                    .filter(|v| !h.migrating_in.contains(v))
+                    .collect::<Vec<u32>>()
+            })
+            .collect::<Vec<_>>();
+        let vm_hosts = self.vms.iter().map(|v| v.host).collect();
+        self.saved.clear();
+        self.saved.push((Vec::new(), vm_hosts));
+        for l in lists {
+            self.saved.push((l, Vec::new()));
+        }
+    }
+
+    /// Restores the saved lists (CloudSim's `restoreAllocation`).
+    pub fn restore(&mut self) {
+        if self.saved.is_empty() {
+            return;
+        }
+        let saved = std::mem::take(&mut self.saved);
+        for (h, (list, _)) in saved.iter().skip(1).enumerate() {
+            let host = &mut self.hosts[h];
+            let mut l = list.clone();
+            l.extend(host.migrating_in.iter().copied());
+            host.vm_list = l;
+        }
+        for (vm, host) in self.vms.iter_mut().zip(&saved[0].1) {
+            vm.host = *host;
+            vm.sched_req = vm.req;
+        }
+    }
+
+    // ----- Updates, energy and accounting --------------------------------------------------
+
+    fn demand(&self, v: usize, t: f64) -> f64 {
+        self.wl.cpu_at(v, t) * self.vms[v].mips
+    }
+
+    fn host_update(&mut self, h: usize, t: f64, interval: bool) {
+        let list = self.hosts[h].vm_list.clone();
+        for &v in &list {
+            let v = v as usize;
+            let d = self.demand(v, t);
+            let vm = &mut self.vms[v];
+            vm.req = d;
+            vm.sched_req = d;
+            vm.instantiating = false;
+            if interval && vm.hist_time < t {
+                vm.hist_time = t;
+                if vm.history.len() == VM_HISTORY_LEN {
+                    vm.history.pop_back();
+                }
+                vm.history.push_front(d / vm.mips);
+            }
+        }
+        let (fits, scale, _) = self.sched(h);
+        let mut util = 0.0;
+        let mut host_req = 0.0;
+        for &v in &list {
+            let vi = v as usize;
+            let mut alloc = self.alloc_with(h, vi, fits, scale);
+            let req = self.vms[vi].req;
+            if !self.hosts[h].migrating_in.contains(&v) {
+                let in_mig = self.vms[vi].in_migration;
+                vm_entry(&mut self.vms[vi], t, alloc, req, in_mig);
+                if in_mig {
+                    alloc /= 0.9;
+                }
+            }
+            util += alloc;
+            host_req += req;
+        }
+        let host = &mut self.hosts[h];
+        host.prev_util_mips = host.util_mips;
+        host.util_mips = util;
+        host_entry(host, t, util, host_req, util > 0.0);
+    }
+
+    fn full_update(&mut self, t: f64, interval: bool) {
+        let dt = t - self.last_process;
+        for h in 0..self.hosts.len() {
+            self.host_update(h, t, interval);
+        }
+        if dt > 0.0 {
+            for h in 0..self.hosts.len() {
+                let host = &self.hosts[h];
+                let cap = |u: f64| if u > 1.0 && u < 1.01 { 1.0 } else { u.min(1.0) };
+                let from = cap(host.prev_util_mips / host.total_mips);
+                let to = cap(host.util_mips / host.total_mips);
+                if from != 0.0 {
+                    let pf = self.power_at(h, from);
+                    let pt = self.power_at(h, to);
+                    self.energy_ws += (pf + (pt - pf) / 2.0) * dt;
+                }
+            }
+        }
+        // Power cycles: a host that was active, went off, and comes back on.
+        for host in &mut self.hosts {
+            let on = host.util_mips > 0.0;
+            if on && !host.active && host.ever_active {
+                host.power_cycles += 1;
+            }
+            host.ever_active |= on;
+            host.active = on;
+        }
+        // CloudSim removes VMs whose demand is 0 as finished.
+        for h in 0..self.hosts.len() {
+            let list = self.hosts[h].vm_list.clone();
+            for v in list {
+                let vi = v as usize;
+                let vm = &self.vms[vi];
+                if !vm.in_migration && vm.req == 0.0 && vm.alive {
+                    if let Some(src) = self.vms[vi].table.take() {
+                        self.plan_destroy(src as usize, vi);
+                    }
+                    self.vms[vi].alive = false;
+                }
+            }
+        }
+        self.last_process = t;
+    }
+
+    fn start_migration(&mut self, v: usize, target: usize, t: f64) {
+        self.migrations += 1;
+        let vm = &mut self.vms[v];
+        let from = vm.table;
+        if t - vm.last_move < 3600.0 || vm.left.contains(&(target as u32)) {
+            self.thrash += 1;
+        }
+        vm.last_move = t;
+        if let Some(f) = from {
+            if !vm.left.contains(&f) {
+                vm.left.push(f);
+            }
+        }
+        vm.in_migration = true;
+        let src = vm.host;
+        if !self.hosts[target].migrating_in.contains(&(v as u32)) {
+            self.vms[v].sched_req = self.vms[v].req;
+            self.hosts[target].migrating_in.push(v as u32);
+            self.hosts[target].vm_list.push(v as u32);
+            self.host_update(target, t, false);
+            if let Some(s) = src {
+                self.host_update(s as usize, t, false);
+            }
+        }
+        let bw = self.hosts[target].bw_mbit * self.sc.migration_bw_fraction / 8.0;
+        let delay = self.vms[v].ram / bw;
+        self.pending.push(Pending {
+            t: t + delay,
+            vm: v as u32,
+            target: target as u32,
+        });
+    }
+
+    fn complete_migrations(&mut self, before: f64, end: f64) {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by(|a, b| a.t.total_cmp(&b.t));
+        let mut later = Vec::new();
+        let mut i = 0;
+        while i < pending.len() {
+            let p = pending[i];
+            if p.t >= before || p.t >= end {
+                later.push(p);
+                i += 1;
+                continue;
+            }
+            self.now = p.t;
+            if p.t > self.last_process {
+                self.full_update(p.t, false);
+            }
+            let v = p.vm as usize;
+            let target = p.target as usize;
+            if let Some(src) = self.vms[v].table.take() {
+                self.plan_destroy(src as usize, v);
+            }
+            let host = &mut self.hosts[target];
+            if let Some(j) = host.migrating_in.iter().position(|&x| x == p.vm) {
+                host.migrating_in.remove(j);
+            }
+            if let Some(j) = host.vm_list.iter().position(|&x| x == p.vm) {
+                host.vm_list.remove(j);
+            }
+            self.vms[v].in_migration = false;
+            self.plan_create(target, v);
+            self.vms[v].table = Some(p.target);
+            let next_same = pending.get(i + 1).is_some_and(|n| n.t == p.t);
+            if !next_same {
+                self.full_update(p.t, false);
+            }
+            i += 1;
+        }
+        self.pending = later;
+    }
+}
+
+fn vm_entry(vm: &mut Vm, t: f64, alloc: f64, req: f64, flag: bool) {
+    if let Some(prev) = vm.last_entry {
+        if prev.t == t {
+            vm.last_entry = Some(Entry {
+                t,
+                alloc,
+                req,
+                flag,
+            });
+            return;
+        }
+        let dt = t - prev.t;
+        vm.tot_alloc += prev.alloc * dt;
+        vm.tot_req += prev.req * dt;
+        if prev.alloc < prev.req && prev.flag {
+            vm.under_mig += (prev.req - prev.alloc) * dt;
+        }
+    }
+    vm.last_entry = Some(Entry {
+        t,
+        alloc,
+        req,
+        flag,
+    });
+}
+
+fn host_entry(h: &mut Host, t: f64, alloc: f64, req: f64, active: bool) {
+    if let Some(prev) = h.last_entry {
+        if prev.t == t {
+            h.last_entry = Some(Entry {
+                t,
+                alloc,
+                req,
+                flag: active,
+            });
+            return;
+        }
+        if prev.flag {
+            let dt = t - prev.t;
+            h.active_time += dt;
+            if prev.alloc < prev.req {
+                h.sla_time += dt;
+            }
+        }
+    }
+    h.last_entry = Some(Entry {
+        t,
+        alloc,
+        req,
+        flag: active,
+    });
+}

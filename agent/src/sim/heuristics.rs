@@ -1,0 +1,379 @@
+//! The baselines, as CloudSim 3.0.3 implements them.
+//!
+//! - `no-migration` (CloudSim's DVFS run, `PowerVmAllocationPolicySimple`): each VM on the first
+//!   host in index order that can take it; never migrates.
+//! - `thr-mmt-0.8`, `iqr-mmt-1.5`, `mad-mmt-2.5`, `lr-mmt-1.2`
+//!   (`PowerVmAllocationPolicyMigrationAbstract` with an overload detector and
+//!   `PowerVmSelectionPolicyMinimumMigrationTime`): at each interval, VMs with the least RAM are
+//!   taken off overloaded hosts until they are not overloaded and placed by power-aware best-fit
+//!   decreasing (PABFD) on other hosts; then, host by host from the least utilised, every VM of an
+//!   underloaded host is placed elsewhere (all or none). The detectors use the host's utilisation
+//!   history (the sum of its VMs' last 30 interval samples) and fall back to a 0.7 static
+//!   threshold while the history is short.
+//!
+//! CloudSim's quirks that move the figures are kept on purpose and marked `CloudSim:` below.
+
+use std::collections::HashSet;
+
+use super::engine::{Engine, Policy};
+
+/// Overload detection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Detector {
+    /// Static threshold on requested / capacity.
+    Thr(f64),
+    /// 1 − s · IQR of the history.
+    Iqr(f64),
+    /// 1 − s · MAD of the history.
+    Mad(f64),
+    /// Local regression of the last 10 samples, predicted · s ≥ 1.
+    Lr(f64),
+}
+
+const FALLBACK_THR: f64 = 0.7;
+
+impl Detector {
+    /// Parses `thr-0.8`-style names as used in policy names (`thr`, `iqr`, `mad`, `lr`).
+    pub fn parse(kind: &str, param: f64) -> Option<Self> {
+        Some(match kind {
+            "thr" => Self::Thr(param),
+            "iqr" => Self::Iqr(param),
+            "mad" => Self::Mad(param),
+            "lr" => Self::Lr(param),
+            _ => return None,
+        })
+    }
+
+    /// Whether host `h` is overloaded with the VMs now in its list.
+    pub fn overloaded(&self, e: &Engine<'_>, h: usize) -> bool {
+        let thr = |t: f64| e.requested_mips(h) / e.hosts[h].total_mips > t;
+        match *self {
+            Self::Thr(t) => thr(t),
+            Self::Iqr(s) | Self::Mad(s) => {
+                let hist = host_history(e, h);
+                if hist.len() < 12 {
+                    return thr(FALLBACK_THR);
+                }
+                let spread = if matches!(self, Self::Iqr(_)) {
+                    iqr(&hist)
+                } else {
+                    mad(&hist)
+                };
+                thr(1.0 - s * spread)
+            }
+            Self::Lr(s) => {
+                let hist = host_history(e, h);
+                const LEN: usize = 10;
+                if hist.len() < LEN {
+                    return thr(FALLBACK_THR);
+                }
+                // Oldest first, x = 1..=10.
+                let y: Vec<f64> = (0..LEN).map(|i| hist[LEN - i - 1]).collect();
+                let (a, b) = ols(&y);
+                let host = &e.hosts[h];
+                let bw = host.bw_mbit * e.sc.migration_bw_fraction / 8.0;
+                let max_mig = host
+                    .vm_list
+                    .iter()
+                    .map(|&v| e.vms[v as usize].ram / bw)
+                    .fold(0.0, f64::max);
+                let intervals = (max_mig / e.sc.interval_s).ceil();
+                let predicted = (a + b * (LEN as f64 + intervals)) * s;
+                predicted >= 1.0
+            }
+        }
+    }
+}
+
+/// CloudSim's `PowerHostUtilizationHistory.getUtilizationHistory`: Σ over the host's VMs of their
+/// history × VM MIPS / host MIPS, newest first, trailing zeros trimmed.
+fn host_history(e: &Engine<'_>, h: usize) -> Vec<f64> {
+    let host = &e.hosts[h];
+    let mut out = [0.0f64; super::engine::VM_HISTORY_LEN];
+    for &v in &host.vm_list {
+        let vm = &e.vms[v as usize];
+        let per_pe = vm.mips / f64::from(vm.pes);
+        for (i, x) in vm.history.iter().enumerate() {
+            out[i] += x * per_pe / host.total_mips;
+        }
+    }
+    let n = out.iter().rposition(|&x| x != 0.0).map_or(0, |i| i + 1);
+    out[..n].to_vec()
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut s = xs.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn mad(xs: &[f64]) -> f64 {
+    let m = median(xs);
+    let dev: Vec<f64> = xs.iter().map(|x| (m - x).abs()).collect();
+    median(&dev)
+}
+
+/// CloudSim's `MathUtil.iqr`: quartiles by rounded rank.
+fn iqr(xs: &[f64]) -> f64 {
+    let mut s = xs.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len() as f64;
+    let q1 = ((0.25 * (n + 1.0)).round() as usize).saturating_sub(1);
+    let q3 = ((0.75 * (n + 1.0)).round() as usize).saturating_sub(1);
+    s[q3.min(s.len() - 1)] - s[q1.min(s.len() - 1)]
+}
+
+/// Ordinary least squares of `y` on x = 1..=n: (intercept, slope). CloudSim's "loess" weights
+/// are all positive, so its weighted regression reduces to this.
+fn ols(y: &[f64]) -> (f64, f64) {
+    let n = y.len() as f64;
+    let xm = (n + 1.0) / 2.0;
+    let ym = y.iter().sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (i, yi) in y.iter().enumerate() {
+        let dx = (i + 1) as f64 - xm;
+        sxy += dx * (yi - ym);
+        sxx += dx * dx;
+    }
+    let b = sxy / sxx;
+    (ym - b * xm, b)
+}
+
+/// CloudSim's `areAllVmsMigratingOutOrAnyVmMigratingIn`, including its early return.
+fn all_out_or_any_in(e: &Engine<'_>, h: usize) -> bool {
+    let host = &e.hosts[h];
+    for &v in &host.vm_list {
+        if !e.vms[v as usize].in_migration {
+            return false;
+        }
+        if host.migrating_in.contains(&v) {
+            return true;
+        }
+    }
+    true
+}
+
+/// No migration: first fit in host order (CloudSim's DVFS run).
+#[derive(Debug, Default)]
+pub struct NoMigration;
+
+impl Policy for NoMigration {
+    fn name(&self) -> String {
+        "no-migration".into()
+    }
+
+    fn place(&mut self, e: &mut Engine<'_>, vm: usize) -> Option<usize> {
+        (0..e.hosts.len()).find(|&h| e.is_suitable(h, vm))
+    }
+
+    fn optimize(&mut self, _e: &mut Engine<'_>) -> anyhow::Result<Vec<(usize, usize)>> {
+        Ok(Vec::new())
+    }
+}
+
+/// CloudSim's PABFD: the suitable, non-excluded host whose power rises least; a non-empty host
+/// that the VM would overload is skipped. CloudSim: the rise is measured from the power at the
+/// last update, not from what planning has already put on the host.
+pub fn pabfd(
+    e: &mut Engine<'_>,
+    det: &Detector,
+    v: usize,
+    excluded: &HashSet<usize>,
+) -> Option<usize> {
+    let mut best = None;
+    let mut min = f64::MAX;
+    for h in 0..e.hosts.len() {
+        if excluded.contains(&h) || !e.is_suitable(h, v) {
+            continue;
+        }
+        let planned = e.planned_util_mips(h);
+        if planned != 0.0 {
+            e.plan_create(h, v);
+            let over = det.overloaded(e, h);
+            e.plan_destroy(h, v);
+            if over {
+                continue;
+            }
+        }
+        let after = ((planned + e.vms[v].req) / e.hosts[h].total_mips).min(1.0);
+        let diff = e.power_at(h, after) - e.power_at(h, e.util_at_update(h).min(1.0));
+        if diff < min {
+            min = diff;
+            best = Some(h);
+        }
+    }
+    best
+}
+
+/// A centralised migration heuristic with minimum-migration-time VM selection.
+#[derive(Debug)]
+pub struct Heuristic {
+    det: Detector,
+    name: String,
+}
+
+impl Heuristic {
+    /// `thr-mmt-0.8` and the like.
+    pub fn new(det: Detector, name: String) -> Self {
+        Self { det, name }
+    }
+
+    /// Parses a baseline name: `thr-mmt-0.8`, `iqr-mmt-1.5`, `mad-mmt-2.5`, `lr-mmt-1.2`.
+    pub fn parse(name: &str) -> Option<Self> {
+        let mut it = name.splitn(3, '-');
+        let kind = it.next()?;
+        if it.next()? != "mmt" {
+            return None;
+        }
+        let p: f64 = it.next()?.parse().ok()?;
+        Some(Self::new(Detector::parse(kind, p)?, name.to_string()))
+    }
+
+    fn place_all(
+        &self,
+        e: &mut Engine<'_>,
+        mut vms: Vec<usize>,
+        excluded: &HashSet<usize>,
+        all_or_none: bool,
+    ) -> Vec<(usize, usize)> {
+        let now = e.now;
+        // CloudSim: sorted by current utilisation × MIPS, decreasing (stable).
+        let key = |e: &Engine<'_>, v: usize| e.wl.cpu_at(v, now) * e.vms[v].mips;
+        let keys: Vec<f64> = vms.iter().map(|&v| key(e, v)).collect();
+        let mut idx: Vec<usize> = (0..vms.len()).collect();
+        idx.sort_by(|&a, &b| keys[b].total_cmp(&keys[a]));
+        vms = idx.into_iter().map(|i| vms[i]).collect();
+        let mut out = Vec::new();
+        for v in vms {
+            match pabfd(e, &self.det, v, excluded) {
+                Some(h) => {
+                    e.plan_create(h, v);
+                    out.push((v, h));
+                }
+                None if all_or_none => {
+                    for &(pv, ph) in &out {
+                        e.plan_destroy(ph, pv);
+                    }
+                    out.clear();
+                    break;
+                }
+                None => {}
+            }
+        }
+        out
+    }
+}
+
+impl Policy for Heuristic {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn place(&mut self, e: &mut Engine<'_>, vm: usize) -> Option<usize> {
+        pabfd(e, &self.det, vm, &HashSet::new())
+    }
+
+    fn optimize(&mut self, e: &mut Engine<'_>) -> anyhow::Result<Vec<(usize, usize)>> {
+        let n = e.hosts.len();
+        let over: Vec<usize> = (0..n).filter(|&h| self.det.overloaded(e, h)).collect();
+        e.save();
+        let mut to_migrate = Vec::new();
+        for &h in &over {
+            loop {
+                // Minimum migration time: the least RAM, first in list order.
+                let pick = e.hosts[h]
+                    .vm_list
+                    .iter()
+                    .map(|&v| v as usize)
+                    .filter(|&v| !e.vms[v].in_migration)
+                    .fold(None::<(usize, f64)>, |best, v| match best {
+                        Some((_, r)) if e.vms[v].ram >= r => best,
+                        _ => Some((v, e.vms[v].ram)),
+                    });
+                let Some((v, _)) = pick else { break };
+                to_migrate.push(v);
+                e.plan_destroy(h, v);
+                if !self.det.overloaded(e, h) {
+                    break;
+                }
+            }
+        }
+        let over_set: HashSet<usize> = over.iter().copied().collect();
+        let mut plan = self.place_all(e, to_migrate, &over_set, false);
+
+        // Underloaded hosts. CloudSim: "switched off" and "least utilised" read the utilisation
+        // at the last update, and hosts that just received VMs are not excluded.
+        let switched_off: Vec<usize> = (0..n).filter(|&h| e.util_at_update(h) == 0.0).collect();
+        let mut excl_under: HashSet<usize> = over_set.clone();
+        excl_under.extend(&switched_off);
+        let mut excl_place = excl_under.clone();
+        loop {
+            if excl_under.len() == n {
+                break;
+            }
+            let mut min = 1.0;
+            let mut under = None;
+            for h in 0..n {
+                if excl_under.contains(&h) {
+                    continue;
+                }
+                let u = e.util_at_update(h);
+                let busy = all_out_or_any_in(e, h);
+                if u > 0.0 && u < min && !busy {
+                    min = u;
+                    under = Some(h);
+                }
+            }
+            let Some(u) = under else { break };
+            excl_under.insert(u);
+            excl_place.insert(u);
+            let vms: Vec<usize> = e.hosts[u]
+                .vm_list
+                .iter()
+                .map(|&v| v as usize)
+                .filter(|&v| !e.vms[v].in_migration)
+                .collect();
+            if vms.is_empty() {
+                continue;
+            }
+            let placed = self.place_all(e, vms, &excl_place, true);
+            excl_under.extend(placed.iter().map(|&(_, h)| h));
+            plan.extend(placed);
+        }
+        e.restore();
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_match_cloudsim() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(mad(&[1.0, 1.0, 2.0, 2.0, 4.0, 6.0, 9.0]), 1.0);
+        // n = 12: q1 = round(3.25) - 1 = 2, q3 = round(9.75) - 1 = 9.
+        let xs: Vec<f64> = (0..12).map(f64::from).collect();
+        assert_eq!(iqr(&xs), 7.0);
+        let (a, b) = ols(&[1.0, 3.0, 5.0, 7.0]);
+        assert!((a + 1.0).abs() < 1e-12 && (b - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn names_parse() {
+        assert!(Heuristic::parse("thr-mmt-0.8").is_some());
+        assert!(Heuristic::parse("lr-mmt-1.2").is_some());
+        assert!(Heuristic::parse("lr-mc-1.2").is_none());
+        assert!(Heuristic::parse("bogus").is_none());
+    }
+}
