@@ -7,9 +7,15 @@
 //! - [`replay`]: `keel-agent replay`: the agents on recorded traces, against CloudSim's baselines.
 //! - [`sim`]: the datacenter simulator behind replay (CloudSim's model, baselines, Keel's agents).
 //! - [`daemon`]: `keel-agent run|publish|cluster`: the networked agent.
+//! - [`node`]: the agent runtime (membership, executors, load sources, policy bundles, status).
+//! - [`net`]: authenticated, framed TCP between agents.
+//! - [`negotiation`]: the two-sided-commit migration protocol and candidate ranking.
 #![warn(missing_docs)]
 
 pub mod daemon;
 pub mod lcc_cli;
+pub mod negotiation;
+pub mod net;
+pub mod node;
 pub mod replay;
 pub mod sim;

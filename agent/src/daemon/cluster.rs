@@ -1,0 +1,480 @@
+//! `keel-agent cluster`: a fleet of real agents on 127.0.0.1, for trying Keel and for tests.
+//!
+//! Every agent is a full [`crate::node`] with its own TCP listener, the cluster key and the
+//! dry-run executor. The VMs of a canonical-schema dataset are placed on the hosts
+//! deterministically (dataset order, each host filled to `--pack` × its CPU capacity in
+//! provisioned VM capacity, CloudSim's G4/G5 hosts alternating); each VM's demand is its recorded
+//! CPU utilisation × its capacity, replayed at `--speedup` × real time. `--kill RATE` kills random
+//! agents abruptly (no goodbye) at RATE per second and restarts them after `--down-ms` on the
+//! same address. At the end the fleet is shut down gracefully and the counters are summed.
+//!
+//! `vm_conflicts` counts a VM promised to or placed on two hosts: a migration executed for a VM
+//! that was not on its source, or two negotiations executing the same VM at once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+use crate::negotiation::rank::{ModelRanker, NoModel, Ranker};
+use crate::negotiation::{Outcome, Side, Timeouts};
+use crate::net::{ClusterKey, FaultPlan, NetCounts};
+use crate::node::load::{SimFleet, Traces};
+use crate::node::{self, NodeConfig, NodeEvent, NodeHandle};
+
+/// Arguments of `keel-agent cluster`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Number of agents.
+    #[arg(long, default_value_t = 8)]
+    pub agents: usize,
+    /// Canonical-schema Parquet dataset (VM rows with `cpu_util`).
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// Trace seconds per real second.
+    #[arg(long, default_value_t = 300.0)]
+    pub speedup: f64,
+    /// Real seconds to run.
+    #[arg(long, default_value_t = 20.0)]
+    pub seconds: f64,
+    /// Agents killed (and restarted) per second, fleet-wide.
+    #[arg(long, default_value_t = 0.0)]
+    pub kill: f64,
+    /// How long a killed agent stays down, ms.
+    #[arg(long, default_value_t = 1000)]
+    pub down_ms: u64,
+    /// Provisioned VM capacity per host, as a multiple of the host's CPU capacity.
+    #[arg(long, default_value_t = 3.0)]
+    pub pack: f64,
+    /// Frames dropped at random (fault injection), probability.
+    #[arg(long, default_value_t = 0.0)]
+    pub drop: f64,
+    /// Frames duplicated at random (fault injection), probability.
+    #[arg(long, default_value_t = 0.0)]
+    pub duplicate: f64,
+    /// Stability model to rank targets with.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// RNG seed (placement is deterministic regardless).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a cluster run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Agents.
+    pub agents: usize,
+    /// VMs placed.
+    pub vms: usize,
+    /// Real seconds run.
+    pub seconds: f64,
+    /// Trace seconds per real second.
+    pub speedup: f64,
+    /// Negotiations started (sources).
+    pub negotiations: u64,
+    /// Migrations executed.
+    pub migrations: u64,
+    /// Frames written by all agents (gossip included).
+    pub messages: u64,
+    /// Negotiation messages sent.
+    pub negotiation_messages: u64,
+    /// Waits that ran out (sources and targets).
+    pub timeouts: u64,
+    /// Offers rejected.
+    pub rejected: u64,
+    /// Negotiations aborted.
+    pub aborted: u64,
+    /// Resends.
+    pub retries: u64,
+    /// VMs promised to or placed on two hosts (must be 0).
+    pub vm_conflicts: u64,
+    /// Agents killed.
+    pub kills: u64,
+    /// Frames refused (bad MAC, malformed, oversize) and duplicates dropped.
+    pub frames_refused: u64,
+    /// Duplicate frames dropped.
+    pub duplicates_dropped: u64,
+    /// Frames dropped or duplicated by fault injection.
+    pub faults_injected: u64,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} agents, {} VMs, {:.1} s at {}x: {} negotiations, {} migrations, {} messages ({} negotiation), \
+             {} timeouts, {} rejected, {} aborted, {} kills, vm_conflicts {}",
+            self.agents,
+            self.vms,
+            self.seconds,
+            self.speedup,
+            self.negotiations,
+            self.migrations,
+            self.messages,
+            self.negotiation_messages,
+            self.timeouts,
+            self.rejected,
+            self.aborted,
+            self.kills,
+            self.vm_conflicts
+        )
+    }
+}
+
+/// VM demand traces and a placement built from a dataset.
+#[derive(Debug)]
+pub struct Scenario {
+    /// Host id → capacity.
+    pub hosts: Vec<(String, f64)>,
+    /// VM → host.
+    pub placement: BTreeMap<String, String>,
+    /// VM → demand per step.
+    pub series: HashMap<String, Vec<f64>>,
+    /// Trace seconds per step.
+    pub step_s: f64,
+}
+
+/// Builds the scenario: reads the dataset's CPU utilisation and places VMs.
+///
+/// # Errors
+/// Reading the dataset; a dataset without VM rows.
+pub fn scenario(path: &std::path::Path, agents: usize, pack: f64) -> anyhow::Result<Scenario> {
+    let ds = keel_core::parquet_io::read_samples(path, Some(&[keel_core::schema::CPU_UTIL]))
+        .with_context(|| format!("reading dataset {}", path.display()))?;
+    let mut by_vm: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    for s in &ds.samples {
+        if let (Some(vm), Some(u)) = (&s.vm_id, s.metrics.cpu_util) {
+            by_vm.entry(vm.clone()).or_default().push((s.ts_ms, u));
+        }
+    }
+    if by_vm.is_empty() {
+        bail!("{}: no VM rows with cpu_util", path.display());
+    }
+    let mut step_ms = i64::MAX;
+    for v in by_vm.values_mut() {
+        v.sort_by_key(|x| x.0);
+        for w in v.windows(2) {
+            if w[1].0 > w[0].0 {
+                step_ms = step_ms.min(w[1].0 - w[0].0);
+            }
+        }
+    }
+    let step_s = if step_ms == i64::MAX {
+        300.0
+    } else {
+        step_ms as f64 / 1000.0
+    };
+    let hosts: Vec<(String, f64)> = keel_core::catalog::cloudsim_hosts(agents)
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| (format!("h{i:02}"), h.cpu_capacity()))
+        .collect();
+    // VMs in inventory order where the file has one, else by id.
+    let order: Vec<String> = if ds.inventory.vms.is_empty() {
+        by_vm.keys().cloned().collect()
+    } else {
+        ds.inventory
+            .vms
+            .iter()
+            .map(|v| v.id.clone())
+            .filter(|id| by_vm.contains_key(id))
+            .collect()
+    };
+    let n = order.len();
+    let mut placement = BTreeMap::new();
+    let mut series = HashMap::new();
+    let mut h = 0;
+    let mut filled = 0.0;
+    for (i, vm) in order.iter().enumerate() {
+        if h >= hosts.len() {
+            break;
+        }
+        let cap = ds.inventory.vm(vm).map_or_else(
+            || {
+                keel_core::catalog::cloudsim_vm_type_for(i, n)
+                    .spec(vm.clone())
+                    .cpu_capacity()
+            },
+            |v| v.cpu_capacity(),
+        );
+        placement.insert(vm.clone(), hosts[h].0.clone());
+        series.insert(
+            vm.clone(),
+            by_vm[vm]
+                .iter()
+                .map(|(_, u)| u.clamp(0.0, 1.0) * cap)
+                .collect(),
+        );
+        filled += cap;
+        if filled >= pack * hosts[h].1 {
+            h += 1;
+            filled = 0.0;
+        }
+    }
+    Ok(Scenario {
+        hosts,
+        placement,
+        series,
+        step_s,
+    })
+}
+
+/// Negotiation timeouts for a fleet on loopback.
+pub fn cluster_timeouts() -> Timeouts {
+    Timeouts {
+        offer: Duration::from_millis(800),
+        commit: Duration::from_millis(800),
+        reservation: Duration::from_millis(1500),
+        execute: Duration::from_secs(5),
+        done: Duration::from_millis(800),
+        retry: Duration::from_millis(100),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    neg_messages: u64,
+    migrations_src: u64,
+    /// VMs currently executing, to catch two negotiations moving one VM at once.
+    executing: HashSet<String>,
+    double_exec: u64,
+}
+
+fn watch_events(mut rx: broadcast::Receiver<NodeEvent>, tally: Arc<Mutex<Tally>>) {
+    tokio::spawn(async move {
+        loop {
+            let e = match rx.recv().await {
+                Ok(e) => e,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(missed = n, "Event watcher lagged.");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let mut t = tally.lock().expect("tally lock is never poisoned");
+            match e {
+                NodeEvent::Sent { .. } => t.neg_messages += 1,
+                NodeEvent::Executing { vm, .. } if !t.executing.insert(vm.clone()) => {
+                    t.double_exec += 1;
+                }
+                NodeEvent::Finished(r) if r.side == Side::Source => {
+                    t.executing.remove(&r.vm);
+                    if r.outcome == Outcome::Migrated {
+                        t.migrations_src += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
+fn add(a: &mut NetCounts, b: &NetCounts) {
+    a.frames_in += b.frames_in;
+    a.frames_out += b.frames_out;
+    a.rejected_mac += b.rejected_mac;
+    a.rejected_malformed += b.rejected_malformed;
+    a.rejected_oversize += b.rejected_oversize;
+    a.duplicates += b.duplicates;
+    a.send_failures += b.send_failures;
+    a.queue_drops += b.queue_drops;
+    a.fault_drops += b.fault_drops;
+    a.fault_dups += b.fault_dups;
+}
+
+/// Runs a fleet and returns its report.
+///
+/// # Errors
+/// Reading the dataset; binding sockets.
+pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
+    if args.agents < 2 {
+        bail!("--agents: need at least 2");
+    }
+    if !(args.speedup > 0.0 && args.seconds > 0.0) {
+        bail!("--speedup and --seconds must be positive");
+    }
+    let sc = scenario(&args.dataset, args.agents, args.pack)?;
+    let vms = sc.placement.len();
+    info!(
+        agents = args.agents,
+        vms,
+        step_s = sc.step_s,
+        "Cluster scenario built."
+    );
+    let fleet = SimFleet::with_traces(
+        sc.placement.clone(),
+        Traces {
+            series: sc.series,
+            step_s: sc.step_s,
+            speedup: args.speedup,
+            start: std::time::Instant::now(),
+        },
+    );
+    let mut seed = [0u8; 32];
+    ChaCha8Rng::seed_from_u64(args.seed).fill(&mut seed);
+    let key = ClusterKey::new(&seed).context("cluster key")?;
+    let ranker: Arc<dyn Ranker> = match &args.model {
+        Some(p) => {
+            let r = ModelRanker::from_path(p);
+            if r.model().is_none() {
+                bail!("{}: stability model not loaded", p.display());
+            }
+            Arc::new(r)
+        }
+        None => Arc::new(NoModel),
+    };
+    // Bind every agent first (port 0), then give each the first agent as its seed.
+    let eval = Duration::from_millis(200);
+    let make_cfg = |i: usize, listen: SocketAddr, seeds: Vec<SocketAddr>| {
+        let (id, cap) = &sc.hosts[i];
+        let mut c = NodeConfig::local(id, key.clone(), *cap);
+        c.listen = listen;
+        c.seeds = seeds;
+        c.timeouts = cluster_timeouts();
+        c.eval_interval = eval;
+        c.gossip_interval = Duration::from_millis(150);
+        c.dead_after = Duration::from_millis(1500);
+        c.cooldown = Duration::from_millis(600);
+        c.history_step_s = eval.as_secs_f64() * args.speedup;
+        c.faults = FaultPlan {
+            drop: args.drop,
+            duplicate: args.duplicate,
+            seed: args.seed.wrapping_add(i as u64),
+        };
+        c.seed = args.seed.wrapping_add(1000 + i as u64);
+        c
+    };
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let mut nodes: Vec<Option<NodeHandle>> = Vec::new();
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for i in 0..args.agents {
+        let seeds = addrs.first().copied().into_iter().collect();
+        let cfg = make_cfg(i, SocketAddr::from(([127, 0, 0, 1], 0)), seeds);
+        let h = node::spawn(
+            cfg,
+            fleet.load_for(&sc.hosts[i].0),
+            Arc::new(fleet.executor()),
+            Arc::clone(&ranker),
+        )
+        .await
+        .context("starting an agent")?;
+        watch_events(h.events(), Arc::clone(&tally));
+        addrs.push(h.addr);
+        nodes.push(Some(h));
+    }
+    let mut totals = Totals::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0x5eed);
+    let mut down: Vec<(usize, tokio::time::Instant)> = Vec::new();
+    let start = tokio::time::Instant::now();
+    let end = start + Duration::from_secs_f64(args.seconds);
+    let tick = Duration::from_millis(100);
+    let mut kills = 0;
+    while tokio::time::Instant::now() < end {
+        tokio::time::sleep(tick).await;
+        let now = tokio::time::Instant::now();
+        // Restart agents whose downtime is over.
+        let mut still = Vec::new();
+        for (i, until) in down.drain(..) {
+            if now < until {
+                still.push((i, until));
+                continue;
+            }
+            let seeds = vec![addrs[(i + 1) % addrs.len()]];
+            match node::spawn(
+                make_cfg(i, addrs[i], seeds),
+                fleet.load_for(&sc.hosts[i].0),
+                Arc::new(fleet.executor()),
+                Arc::clone(&ranker),
+            )
+            .await
+            {
+                Ok(h) => {
+                    watch_events(h.events(), Arc::clone(&tally));
+                    nodes[i] = Some(h);
+                }
+                Err(e) => {
+                    warn!(agent = i, error = %e, "Restart failed; retrying.");
+                    still.push((i, now + tick));
+                }
+            }
+        }
+        down = still;
+        if args.kill > 0.0 && rng.gen_bool((args.kill * tick.as_secs_f64()).clamp(0.0, 1.0)) {
+            let live: Vec<usize> = (0..nodes.len()).filter(|i| nodes[*i].is_some()).collect();
+            if live.len() > 1 {
+                let i = live[rng.gen_range(0..live.len())];
+                if let Some(h) = nodes[i].take() {
+                    totals.absorb(&h.status());
+                    info!(agent = %h.id, "Killing an agent.");
+                    h.kill().await;
+                    // Whatever it was executing is over (the dry-run executor is instant).
+                    kills += 1;
+                    down.push((i, now + Duration::from_millis(args.down_ms)));
+                }
+            }
+        }
+    }
+    for h in nodes.into_iter().flatten() {
+        let st = h.status();
+        h.shutdown().await;
+        totals.absorb(&st);
+    }
+    // Let the event watchers drain.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t = tally.lock().expect("tally lock is never poisoned");
+    Ok(Report {
+        agents: args.agents,
+        vms,
+        seconds: start.elapsed().as_secs_f64(),
+        speedup: args.speedup,
+        negotiations: totals.started,
+        migrations: fleet.moves(),
+        messages: totals.net.frames_out,
+        negotiation_messages: t.neg_messages,
+        timeouts: totals.timeouts,
+        rejected: totals.rejected,
+        aborted: totals.aborted,
+        retries: totals.retries,
+        vm_conflicts: fleet.conflicts() + t.double_exec,
+        kills,
+        frames_refused: totals.net.rejected_mac
+            + totals.net.rejected_malformed
+            + totals.net.rejected_oversize,
+        duplicates_dropped: totals.net.duplicates,
+        faults_injected: totals.net.fault_drops + totals.net.fault_dups,
+    })
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    started: u64,
+    timeouts: u64,
+    rejected: u64,
+    aborted: u64,
+    retries: u64,
+    net: NetCounts,
+}
+
+impl Totals {
+    fn absorb(&mut self, st: &node::Status) {
+        self.started += st.negotiation.started;
+        self.timeouts += st.negotiation.timeouts;
+        self.rejected += st.negotiation.rejected;
+        self.aborted += st.negotiation.aborted;
+        self.retries += st.negotiation.retries;
+        add(&mut self.net, &st.net);
+    }
+}

@@ -1,0 +1,829 @@
+//! The agent runtime: one task per connection (in [`crate::net`]), one actor task that owns the
+//! agent's state, and the timers that drive it.
+//!
+//! The actor reads the host's load on every evaluation tick and takes a role (`overloaded`,
+//! `underloaded` or `idle`, restricted to the roles the operator allows); it gossips its role, free
+//! capacity and recent utilisation to a few peers on every gossip tick; an overloaded agent picks a
+//! VM and offers it to the best-ranked underloaded peer ([`crate::negotiation`]). Executors run
+//! in their own tasks and report back. Shutdown uses a `CancellationToken` and a `TaskTracker`:
+//! [`NodeHandle::shutdown`] lets a running migration finish, aborts what is not committed (telling
+//! the peers), then stops every task; [`NodeHandle::kill`] stops everything at once, as a crash
+//! would, for fault tests.
+//!
+//! Layout:
+//! - [`membership`]: the peer table and its gossip merge.
+//! - [`executor`]: the `libvirt`, `command` and `dry-run` executors.
+//! - [`load`]: where the host's load comes from.
+//! - [`policy`]: signed policy bundles.
+//! - [`status`]: the JSON status endpoint and HTML page.
+
+pub mod executor;
+pub mod load;
+pub mod membership;
+pub mod policy;
+pub mod status;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::negotiation::rank::{rank, Candidate, Ranker};
+use crate::negotiation::{
+    Action, Local, Msg, NegCounts, Negotiator, Outcome, Record, Side, Timeouts,
+};
+use crate::net::{ClusterKey, FaultPlan, Inbound, NetConfig, NetCounts, NetError, Transport};
+
+use self::executor::{Executor, MigrationRequest};
+use self::load::LoadSource;
+use self::membership::{Membership, PeerInfo};
+use self::policy::Bundle;
+
+/// A role an agent can play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Neither over- nor underloaded.
+    Idle,
+    /// Above the high threshold: gives VMs away.
+    Overloaded,
+    /// Below the low threshold: takes VMs.
+    Underloaded,
+}
+
+impl Role {
+    /// The role's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Overloaded => "overloaded",
+            Self::Underloaded => "underloaded",
+        }
+    }
+}
+
+/// Everything on the wire between agents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Body {
+    /// Membership: the sender's view of the fleet (itself first).
+    Gossip {
+        /// Peer records.
+        peers: Vec<PeerInfo>,
+    },
+    /// A negotiation step.
+    Neg {
+        /// The message.
+        msg: Msg,
+    },
+    /// A policy bundle.
+    Bundle {
+        /// The bundle.
+        bundle: Box<Bundle>,
+    },
+    /// Liveness probe (and the benchmark's round trip).
+    Ping {
+        /// Echoed.
+        nonce: u64,
+    },
+    /// Answer to a ping.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+}
+
+/// The agent's settings (checked; built by `daemon` from file, env and flags).
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Agent id (unique in the fleet).
+    pub id: String,
+    /// Listen address for peers.
+    pub listen: SocketAddr,
+    /// Addresses to gossip with at start.
+    pub seeds: Vec<SocketAddr>,
+    /// The cluster key.
+    pub key: ClusterKey,
+    /// Host CPU capacity (absolute units of the load source).
+    pub capacity: f64,
+    /// Utilisation above which the host is overloaded.
+    pub high: f64,
+    /// Utilisation below which the host is underloaded.
+    pub low: f64,
+    /// Utilisation a target may reach by accepting a VM.
+    pub accept_below: f64,
+    /// Roles this agent is willing to play.
+    pub roles: Vec<Role>,
+    /// Negotiation deadlines.
+    pub timeouts: Timeouts,
+    /// Load evaluation period.
+    pub eval_interval: Duration,
+    /// Gossip period.
+    pub gossip_interval: Duration,
+    /// Peers gossiped to per round.
+    pub fanout: usize,
+    /// A peer whose heartbeat has not advanced for this long is dropped.
+    pub dead_after: Duration,
+    /// After a failed negotiation with a peer, it is not asked again for this long.
+    pub cooldown: Duration,
+    /// Utilisation values kept for the stability model.
+    pub history_len: usize,
+    /// Seconds of host time between history values (for the model's features).
+    pub history_step_s: f64,
+    /// Transport settings.
+    pub net: NetConfig,
+    /// Injected faults (tests, `cluster`).
+    pub faults: FaultPlan,
+    /// This host's libvirt URI, advertised to peers for live migration.
+    pub libvirt_uri: Option<String>,
+    /// Trusted policy signer; `None` refuses every bundle.
+    pub policy_key: Option<ed25519_dalek::VerifyingKey>,
+    /// Where adopted bundles are installed.
+    pub policy_dir: Option<PathBuf>,
+    /// Seed for the gossip peer choice.
+    pub seed: u64,
+}
+
+impl NodeConfig {
+    /// Defaults for a test or cluster agent on `127.0.0.1:0`.
+    pub fn local(id: &str, key: ClusterKey, capacity: f64) -> Self {
+        Self {
+            id: id.to_string(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            seeds: Vec::new(),
+            key,
+            capacity,
+            high: 0.8,
+            low: 0.5,
+            accept_below: 0.75,
+            roles: vec![Role::Overloaded, Role::Underloaded],
+            timeouts: Timeouts::default(),
+            eval_interval: Duration::from_millis(200),
+            gossip_interval: Duration::from_millis(100),
+            fanout: 3,
+            dead_after: Duration::from_secs(3),
+            cooldown: Duration::from_secs(2),
+            history_len: 12,
+            history_step_s: 300.0,
+            net: NetConfig::default(),
+            faults: FaultPlan::default(),
+            libvirt_uri: None,
+            policy_key: None,
+            policy_dir: None,
+            seed: 0,
+        }
+    }
+}
+
+/// Something a test or a supervisor may want to watch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeEvent {
+    /// The agent changed role.
+    Role(Role),
+    /// A negotiation step was taken (source or target): the message kind sent.
+    Sent {
+        /// The message kind.
+        kind: &'static str,
+        /// The negotiation.
+        neg: String,
+    },
+    /// A migration is executing (source).
+    Executing {
+        /// The negotiation.
+        neg: String,
+        /// The VM.
+        vm: String,
+        /// The target.
+        target: String,
+    },
+    /// A negotiation ended.
+    Finished(Record),
+    /// A policy bundle was adopted.
+    BundleAdopted(u64),
+    /// A policy bundle was refused.
+    BundleRefused(String),
+}
+
+/// Counters beyond the transport's and the negotiator's.
+#[derive(Debug, Default)]
+struct NodeStats {
+    unknown_sender: AtomicU64,
+    bundles_adopted: AtomicU64,
+    bundles_refused: AtomicU64,
+}
+
+/// A point-in-time view for the status endpoint.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// Agent id.
+    pub id: String,
+    /// Listen address.
+    pub addr: String,
+    /// Current role.
+    pub role: Option<Role>,
+    /// Current utilisation.
+    pub util: f64,
+    /// VMs on this host.
+    pub vms: usize,
+    /// Reservations held for incoming VMs.
+    pub reservations: usize,
+    /// Policy bundle version in use.
+    pub policy_version: u64,
+    /// Peers with their role and the model's score.
+    pub peers: Vec<PeerStatus>,
+    /// Recent negotiations, newest last.
+    pub recent: Vec<Record>,
+    /// Negotiation counters.
+    pub negotiation: NegCounts,
+    /// Transport counters.
+    pub net: NetCounts,
+    /// Negotiation messages from senders not in membership.
+    pub unknown_sender: u64,
+}
+
+/// One peer in [`Status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    /// Id.
+    pub id: String,
+    /// Address.
+    pub addr: String,
+    /// Role.
+    pub role: Role,
+    /// Utilisation.
+    pub util: f64,
+    /// Instability score, if the model could score it.
+    pub score: Option<f64>,
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct NodeHandle {
+    /// Agent id.
+    pub id: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Graceful stop.
+    shutdown: CancellationToken,
+    /// Immediate stop (also ends graceful shutdown's last step).
+    kill: CancellationToken,
+    tracker: TaskTracker,
+    status: watch::Receiver<Status>,
+    events: broadcast::Sender<NodeEvent>,
+    transport: Arc<Transport<Body>>,
+}
+
+impl NodeHandle {
+    /// The latest status.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// A status watcher.
+    pub fn status_watch(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// Subscribes to events.
+    pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// The transport (counters, fault plan).
+    pub fn transport(&self) -> &Arc<Transport<Body>> {
+        &self.transport
+    }
+
+    /// Graceful stop: waits for a running migration (bounded by the execute timeout), aborts
+    /// uncommitted negotiations with the peers told, then stops every task.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    /// Immediate stop, as a crash: no message is sent.
+    pub async fn kill(self) {
+        self.kill.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// Starts an agent.
+///
+/// # Errors
+/// Binding the listen address.
+pub async fn spawn(
+    cfg: NodeConfig,
+    load: Box<dyn LoadSource>,
+    exec: Arc<dyn Executor>,
+    ranker: Arc<dyn Ranker>,
+) -> Result<NodeHandle, NetError> {
+    let tracker = TaskTracker::new();
+    let kill = CancellationToken::new();
+    let shutdown = CancellationToken::new();
+    let (transport, inbox) = Transport::<Body>::bind(
+        cfg.id.clone(),
+        cfg.listen,
+        cfg.key.clone(),
+        cfg.net,
+        cfg.faults,
+        tracker.clone(),
+        kill.clone(),
+    )
+    .await?;
+    let addr = transport.local_addr();
+    let (status_tx, status_rx) = watch::channel(Status {
+        id: cfg.id.clone(),
+        addr: addr.to_string(),
+        ..Status::default()
+    });
+    let (events, _) = broadcast::channel(1024);
+    let policy_version = cfg
+        .policy_dir
+        .as_deref()
+        .map_or(0, Bundle::installed_version);
+    let me = PeerInfo {
+        id: cfg.id.clone(),
+        addr,
+        role: Role::Idle,
+        capacity: cfg.capacity,
+        used: 0.0,
+        history: Vec::new(),
+        step_s: cfg.history_step_s,
+        // Wall-clock start, so a restarted agent's records supersede its previous incarnation's.
+        heartbeat: crate::net::now_ms(),
+        libvirt_uri: cfg.libvirt_uri.clone(),
+        policy_version,
+    };
+    let (exec_tx, exec_rx) = mpsc::channel(8);
+    let actor = Actor {
+        neg: Negotiator::new(cfg.id.clone(), cfg.timeouts).numbered_from(crate::net::now_ms()),
+        members: Membership::new(me, cfg.dead_after),
+        rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+        cfg,
+        transport: Arc::clone(&transport),
+        load,
+        exec,
+        ranker,
+        exec_tx,
+        role: None,
+        util: 0.0,
+        vms: Vec::new(),
+        other: 0.0,
+        moved_out: HashMap::new(),
+        cooldown: HashMap::new(),
+        recent: VecDeque::new(),
+        stats: NodeStats::default(),
+        status: status_tx,
+        events: events.clone(),
+        tracker: tracker.clone(),
+        policy_version,
+    };
+    tracker.spawn(actor.run(inbox, exec_rx, shutdown.clone(), kill.clone()));
+    Ok(NodeHandle {
+        id: transport.id().to_string(),
+        addr,
+        shutdown,
+        kill,
+        tracker,
+        status: status_rx,
+        events,
+        transport,
+    })
+}
+
+const RECENT: usize = 50;
+const MOVED_OUT_MEMORY: Duration = Duration::from_secs(600);
+
+struct Actor {
+    cfg: NodeConfig,
+    neg: Negotiator,
+    members: Membership,
+    rng: ChaCha8Rng,
+    transport: Arc<Transport<Body>>,
+    load: Box<dyn LoadSource>,
+    exec: Arc<dyn Executor>,
+    ranker: Arc<dyn Ranker>,
+    /// Executor results come back here; bounded (one migration runs at a time).
+    exec_tx: mpsc::Sender<(crate::negotiation::NegId, Result<(), String>)>,
+    role: Option<Role>,
+    util: f64,
+    vms: Vec<(String, f64)>,
+    /// Host CPU use not attributed to VMs.
+    other: f64,
+    /// VMs this agent migrated away, hidden until the load source stops listing them.
+    moved_out: HashMap<String, Instant>,
+    /// Peers not to ask again until the instant.
+    cooldown: HashMap<String, Instant>,
+    recent: VecDeque<Record>,
+    stats: NodeStats,
+    status: watch::Sender<Status>,
+    events: broadcast::Sender<NodeEvent>,
+    tracker: TaskTracker,
+    policy_version: u64,
+}
+
+impl Actor {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Inbound<Body>>,
+        mut exec_rx: mpsc::Receiver<(crate::negotiation::NegId, Result<(), String>)>,
+        shutdown: CancellationToken,
+        kill: CancellationToken,
+    ) {
+        let mut eval = tokio::time::interval(self.cfg.eval_interval);
+        eval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut gossip = tokio::time::interval(self.cfg.gossip_interval);
+        gossip.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        info!(id = %self.cfg.id, addr = %self.transport.local_addr(), "Agent started.");
+        loop {
+            let deadline = self.neg.next_deadline();
+            tokio::select! {
+                () = kill.cancelled() => return,
+                () = shutdown.cancelled() => break,
+                Some(m) = inbox.recv() => self.on_inbound(m),
+                Some((neg, r)) = exec_rx.recv() => {
+                    let acts = self.neg.on_executed(Instant::now(), &neg, r);
+                    self.apply(acts);
+                }
+                () = sleep_opt(deadline) => {
+                    let acts = self.neg.on_tick(Instant::now());
+                    self.apply(acts);
+                }
+                _ = eval.tick() => self.evaluate(),
+                _ = gossip.tick() => self.gossip(),
+            }
+        }
+        // Graceful: let a running migration report (bounded), abort the rest, flush, stop.
+        info!(id = %self.cfg.id, "Agent stopping.");
+        let limit = Instant::now() + self.cfg.timeouts.execute;
+        while self.neg.is_executing() && Instant::now() < limit {
+            tokio::select! {
+                () = kill.cancelled() => return,
+                Some((neg, r)) = exec_rx.recv() => {
+                    let acts = self.neg.on_executed(Instant::now(), &neg, r);
+                    self.apply(acts);
+                }
+                () = tokio::time::sleep_until(limit) => {}
+            }
+        }
+        let acts = self.neg.abort_uncommitted(Instant::now());
+        self.apply(acts);
+        self.publish_status();
+        // Give the writer tasks a moment to flush the aborts.
+        tokio::select! {
+            () = kill.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        kill.cancel();
+    }
+
+    fn emit(&self, e: NodeEvent) {
+        _ = self.events.send(e);
+    }
+
+    fn send(&self, to: SocketAddr, body: &Body) {
+        if let Err(e) = self.transport.send(to, body) {
+            warn!(%to, error = %e, "Message not sent.");
+        }
+    }
+
+    fn on_inbound(&mut self, m: Inbound<Body>) {
+        let from = m.header.from.clone();
+        match m.body {
+            Body::Gossip { peers } => {
+                self.members.merge(peers, m.header.reply_to, Instant::now());
+            }
+            Body::Neg { msg } => {
+                if !self.members.knows(&from) {
+                    self.stats.unknown_sender.fetch_add(1, Ordering::Relaxed);
+                    warn!(%from, kind = msg.kind(), "Negotiation message from an unknown sender refused.");
+                    return;
+                }
+                let local = self.local();
+                let acts = self.neg.on_message(Instant::now(), &from, msg, &local);
+                self.apply(acts);
+            }
+            Body::Bundle { bundle } => self.on_bundle(*bundle),
+            Body::Ping { nonce } => self.send(m.header.reply_to, &Body::Pong { nonce }),
+            Body::Pong { .. } => {}
+        }
+    }
+
+    fn local(&self) -> Local {
+        Local {
+            capacity: self.cfg.capacity,
+            used: self.used(),
+            accept_below: self.cfg.accept_below,
+            takes_vms: self.role == Some(Role::Underloaded)
+                || (self.role == Some(Role::Idle) && self.cfg.roles.contains(&Role::Underloaded)),
+        }
+    }
+
+    fn used(&self) -> f64 {
+        self.other
+            + self
+                .vms
+                .iter()
+                .filter(|(v, _)| !self.moved_out.contains_key(v))
+                .map(|(_, d)| d)
+                .sum::<f64>()
+    }
+
+    fn apply(&mut self, acts: Vec<Action>) {
+        for a in acts {
+            match a {
+                Action::Send { to, msg } => {
+                    let Some(addr) = self.members.addr_of(&to) else {
+                        debug!(%to, "No address for peer; message dropped.");
+                        continue;
+                    };
+                    self.emit(NodeEvent::Sent {
+                        kind: msg.kind(),
+                        neg: msg.neg().to_string(),
+                    });
+                    self.send(addr, &Body::Neg { msg });
+                }
+                Action::Execute { neg, vm, target } => {
+                    info!(%neg, %vm, %target, "Migration committed on both sides; executing.");
+                    self.emit(NodeEvent::Executing {
+                        neg: neg.to_string(),
+                        vm: vm.clone(),
+                        target: target.clone(),
+                    });
+                    let req = MigrationRequest {
+                        neg: neg.to_string(),
+                        vm,
+                        source: self.cfg.id.clone(),
+                        target_uri: self
+                            .members
+                            .get(&target)
+                            .and_then(|p| p.libvirt_uri.clone()),
+                        target,
+                    };
+                    let exec = Arc::clone(&self.exec);
+                    let tx = self.exec_tx.clone();
+                    let limit = self.cfg.timeouts.execute;
+                    // Not cancelled by shutdown: a started migration is allowed to finish.
+                    self.tracker.spawn(async move {
+                        let r = exec.migrate(&req, limit).await;
+                        _ = tx.send((neg, r)).await;
+                    });
+                }
+                Action::Finished(r) => {
+                    match (&r.outcome, r.side) {
+                        (Outcome::Migrated, Side::Source) => {
+                            info!(neg = %r.neg, vm = %r.vm, target = %r.peer, "Migration done.");
+                            self.moved_out.insert(r.vm.clone(), Instant::now());
+                        }
+                        (Outcome::Migrated, Side::Target) => {
+                            info!(neg = %r.neg, vm = %r.vm, source = %r.peer, "VM received.");
+                        }
+                        (o, _) => {
+                            info!(neg = %r.neg, vm = %r.vm, peer = %r.peer, outcome = ?o, "Negotiation ended without a migration.");
+                            if r.side == Side::Source {
+                                self.cooldown
+                                    .insert(r.peer.clone(), Instant::now() + self.cfg.cooldown);
+                            }
+                        }
+                    }
+                    self.recent.push_back(r.clone());
+                    if self.recent.len() > RECENT {
+                        self.recent.pop_front();
+                    }
+                    self.emit(NodeEvent::Finished(r));
+                    self.publish_status();
+                }
+            }
+        }
+    }
+
+    fn evaluate(&mut self) {
+        let now = Instant::now();
+        let obs = self.load.observe();
+        self.moved_out.retain(|vm, t| {
+            now.duration_since(*t) < MOVED_OUT_MEMORY && obs.vms.iter().any(|(v, _)| v == vm)
+        });
+        self.vms = obs.vms;
+        self.other = obs.other;
+        self.util = if self.cfg.capacity > 0.0 {
+            self.used() / self.cfg.capacity
+        } else {
+            0.0
+        };
+        let allowed = |r: Role| self.cfg.roles.contains(&r);
+        let role = if self.util > self.cfg.high && allowed(Role::Overloaded) {
+            Role::Overloaded
+        } else if self.util < self.cfg.low && allowed(Role::Underloaded) {
+            Role::Underloaded
+        } else {
+            Role::Idle
+        };
+        if self.role != Some(role) {
+            debug!(id = %self.cfg.id, role = role.name(), util = self.util, "Role changed.");
+            self.role = Some(role);
+            self.emit(NodeEvent::Role(role));
+        }
+        let used = self.used();
+        let util = self.util;
+        let hist_len = self.cfg.history_len;
+        self.members.update_me(|me| {
+            me.role = role;
+            me.used = used;
+            me.history.push(util);
+            if me.history.len() > hist_len {
+                me.history.remove(0);
+            }
+        });
+        self.cooldown.retain(|_, t| *t > now);
+        if role == Role::Overloaded && self.neg.is_idle() {
+            self.try_offload(now);
+        }
+        self.publish_status();
+    }
+
+    /// Picks a VM and the best-ranked target and starts a negotiation.
+    fn try_offload(&mut self, now: Instant) {
+        let excess = self.used() - self.cfg.high * self.cfg.capacity;
+        let mut vms: Vec<&(String, f64)> = self
+            .vms
+            .iter()
+            .filter(|(v, d)| !self.moved_out.contains_key(v) && *d > 0.0)
+            .collect();
+        if vms.is_empty() {
+            return;
+        }
+        // The smallest VM that removes the excess, else the largest.
+        vms.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        let (vm, demand) = vms
+            .iter()
+            .find(|(_, d)| *d >= excess)
+            .or(vms.last())
+            .map(|(v, d)| (v.clone(), *d))
+            .expect("vms is not empty");
+        let candidates: Vec<Candidate> = self
+            .members
+            .alive(now)
+            .filter(|p| p.role == Role::Underloaded && !self.cooldown.contains_key(&p.id))
+            .map(|p| Candidate {
+                id: p.id.clone(),
+                free: p.capacity * self.cfg.accept_below - p.used,
+                history: p.history.clone(),
+                step_s: p.step_s,
+            })
+            .collect();
+        let ranked = rank(self.ranker.as_ref(), candidates, demand);
+        let Some(best) = ranked.first() else {
+            debug!(id = %self.cfg.id, %vm, "Overloaded, but no underloaded peer can take the VM.");
+            return;
+        };
+        info!(%vm, demand, target = %best.candidate.id, score = ?best.score, "Offering a VM.");
+        let target = best.candidate.id.clone();
+        let acts = self.neg.start(now, &vm, demand, &target);
+        self.apply(acts);
+    }
+
+    fn gossip(&mut self) {
+        let now = Instant::now();
+        self.members.update_me(|me| me.heartbeat += 1);
+        self.members.expire(now);
+        let view = self.members.view(now);
+        let mut targets: Vec<SocketAddr> = self
+            .members
+            .alive(now)
+            .filter(|p| p.id != self.cfg.id)
+            .map(|p| p.addr)
+            .collect();
+        targets.shuffle(&mut self.rng);
+        targets.truncate(self.cfg.fanout.max(1));
+        // Seeds are tried until they show up as members.
+        for s in &self.cfg.seeds {
+            if !self.members.has_addr(*s)
+                && !targets.contains(s)
+                && *s != self.transport.local_addr()
+            {
+                targets.push(*s);
+            }
+        }
+        let body = Body::Gossip { peers: view };
+        for t in targets {
+            self.send(t, &body);
+        }
+    }
+
+    fn on_bundle(&mut self, b: Bundle) {
+        let Some(trusted) = self.cfg.policy_key else {
+            self.stats.bundles_refused.fetch_add(1, Ordering::Relaxed);
+            warn!(
+                version = b.version,
+                "Policy bundle refused: no trusted policy key configured."
+            );
+            self.emit(NodeEvent::BundleRefused("no trusted key".into()));
+            return;
+        };
+        if let Err(e) = policy::admit(&b, &trusted, self.policy_version) {
+            match e {
+                policy::PolicyError::NotNewer { .. } => {
+                    debug!(error = %e, "Policy bundle ignored.")
+                }
+                _ => {
+                    self.stats.bundles_refused.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %e, "Policy bundle refused.");
+                    self.emit(NodeEvent::BundleRefused(e.to_string()));
+                }
+            }
+            return;
+        }
+        if let Some(dir) = &self.cfg.policy_dir {
+            if let Err(e) = b.install(dir) {
+                warn!(error = %e, "Policy bundle could not be installed.");
+                return;
+            }
+        }
+        self.policy_version = b.version;
+        self.stats.bundles_adopted.fetch_add(1, Ordering::Relaxed);
+        let v = b.version;
+        self.members.update_me(|me| me.policy_version = v);
+        info!(version = v, files = b.files.len(), "Policy bundle adopted.");
+        self.emit(NodeEvent::BundleAdopted(v));
+        // Spread it: every known peer gets it once from each adopter; older holders adopt.
+        let now = Instant::now();
+        let body = Body::Bundle {
+            bundle: Box::new(b),
+        };
+        let peers: Vec<SocketAddr> = self
+            .members
+            .alive(now)
+            .filter(|p| p.id != self.cfg.id && p.policy_version < v)
+            .map(|p| p.addr)
+            .collect();
+        for p in peers {
+            self.send(p, &body);
+        }
+    }
+
+    fn publish_status(&self) {
+        let now = Instant::now();
+        let peers = self
+            .members
+            .alive(now)
+            .filter(|p| p.id != self.cfg.id)
+            .map(|p| PeerStatus {
+                id: p.id.clone(),
+                addr: p.addr.to_string(),
+                role: p.role,
+                util: if p.capacity > 0.0 {
+                    p.used / p.capacity
+                } else {
+                    0.0
+                },
+                score: self.ranker.instability(&Candidate {
+                    id: p.id.clone(),
+                    free: 0.0,
+                    history: p.history.clone(),
+                    step_s: p.step_s,
+                }),
+            })
+            .collect();
+        let st = Status {
+            id: self.cfg.id.clone(),
+            addr: self.transport.local_addr().to_string(),
+            role: self.role,
+            util: self.util,
+            vms: self
+                .vms
+                .iter()
+                .filter(|(v, _)| !self.moved_out.contains_key(v))
+                .count(),
+            reservations: self.neg.reservations(),
+            policy_version: self.policy_version,
+            peers,
+            recent: self.recent.iter().cloned().collect(),
+            negotiation: self.neg.counts(),
+            net: self.transport.stats().snapshot(),
+            unknown_sender: self.stats.unknown_sender.load(Ordering::Relaxed),
+        };
+        self.status.send_replace(st);
+    }
+}
+
+async fn sleep_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
