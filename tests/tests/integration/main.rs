@@ -1,1 +1,3 @@
 //! End-to-end tests across Keel's binaries. Each module is one area.
+
+mod collector;

@@ -1,0 +1,457 @@
+//! keel-collector end to end: the real binary against a real VictoriaMetrics (InfluxDB 2 write
+//! API), outages, restarts with a spool, SIGKILL during Parquet writing, and the InfluxDB status
+//! policy and Flux read path against a scripted server that answers like InfluxDB 2
+//! (VictoriaMetrics accepts anything with 204 and has no Flux, so it cannot show those).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_collector::config::Secret;
+use keel_collector::internal_events::Stats;
+use keel_collector::sinks::influx::config::InfluxSettings;
+use keel_collector::sinks::influx::InfluxSink;
+use keel_core::parquet_io::read_samples;
+use keel_core::schema::Sample;
+use keel_tests::fake_influx::{FakeInflux, Response};
+use keel_tests::victoria::VictoriaMetrics;
+use keel_tests::{bins, free_port, poll_until};
+
+fn collector(dir: &Path, host: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(bins::bin("keel-collector"));
+    c.args(["--no-config", "--host-id", host])
+        .arg("--parquet-dir")
+        .arg(dir.join("pq"))
+        .arg("--spool-dir")
+        .arg(dir.join("spool"))
+        .args(args)
+        .env("LOG_FILTER", "info")
+        .env_remove("KEEL_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("collector.log"))
+                .expect("collector log"),
+        );
+    c
+}
+
+fn influx_args(url: &str) -> Vec<String> {
+    [
+        "--influx-url",
+        url,
+        "--influx-org",
+        "keel",
+        "--influx-bucket",
+        "test",
+        "--influx-token",
+        "t0ken",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+fn run_to_end(mut c: Command, dir: &Path) -> ExitStatus {
+    let status = c.status().expect("spawn keel-collector");
+    assert!(status.success(), "collector failed: {}", log(dir));
+    status
+}
+
+fn log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("collector.log")).unwrap_or_default()
+}
+
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == "parquet"));
+    v.sort();
+    v
+}
+
+fn all_rows(dir: &Path) -> Vec<Sample> {
+    parquet_files(&dir.join("pq"))
+        .iter()
+        .flat_map(|p| {
+            read_samples(p, None)
+                .expect("collector Parquet reads")
+                .samples
+        })
+        .collect()
+}
+
+/// Timestamps of host rows that have a CPU utilisation (every round after the first).
+fn host_cpu_ts(rows: &[Sample], host: &str) -> BTreeSet<i64> {
+    rows.iter()
+        .filter(|s| s.vm_id.is_none() && s.host_id.as_deref() == Some(host))
+        .filter(|s| s.metrics.cpu_util.is_some())
+        .map(|s| s.ts_ms)
+        .collect()
+}
+
+fn spool_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("spool"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "lp"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn start_vm(port: u16, data: &Path) -> VictoriaMetrics {
+    VictoriaMetrics::start(port, data).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Waits until VictoriaMetrics holds exactly `want` as the timestamps of `host_cpu_util`.
+fn assert_arrives(vm: &VictoriaMetrics, host: &str, want: &BTreeSet<i64>) {
+    let sel = format!("{{__name__=\"host_cpu_util\",host=\"{host}\"}}");
+    let mut last = Vec::new();
+    let ok = poll_until(Duration::from_secs(20), || {
+        last = vm.timestamps(&sel).unwrap_or_default();
+        (last.iter().copied().collect::<BTreeSet<_>>() == *want).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "VictoriaMetrics has {} points, Parquet {}: missing {:?}, extra {:?}",
+        last.len(),
+        want.len(),
+        want.iter()
+            .filter(|t| !last.contains(t))
+            .collect::<Vec<_>>(),
+        last.iter()
+            .filter(|t| !want.contains(t))
+            .collect::<Vec<_>>()
+    );
+    // Every point once, not duplicated.
+    let dedup: BTreeSet<i64> = last.iter().copied().collect();
+    assert_eq!(dedup.len(), last.len(), "duplicated points: {last:?}");
+}
+
+fn sigterm(child: &mut Child) -> ExitStatus {
+    _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    poll_until(Duration::from_secs(30), || child.try_wait().ok().flatten())
+        .expect("collector stops within 30 s of SIGTERM")
+}
+
+#[test]
+fn collector_once_reaches_victoria_metrics_and_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("vm-data");
+    let vm = start_vm(free_port(), &data);
+    let mut c = collector(dir.path(), "it-once", &["--once"]);
+    c.args(influx_args(&vm.url()));
+    run_to_end(c, dir.path());
+    let rows = all_rows(dir.path());
+    assert_eq!(rows.len(), 1, "one host row");
+    let m = rows[0].metrics;
+    assert!(
+        m.cpu_util.is_some_and(|u| (0.0..=1.0).contains(&u)),
+        "{m:?}"
+    );
+    assert!(m.mem_used_mib.is_some_and(|v| v > 0.0), "{m:?}");
+    assert_arrives(&vm, "it-once", &host_cpu_ts(&rows, "it-once"));
+    // Breakdowns and self-metrics arrive too.
+    let rounds = vm
+        .export("{__name__=\"keel_collector_rounds\",host=\"it-once\"}")
+        .unwrap();
+    assert_eq!(rounds.len(), 1, "{rounds:?}");
+    assert_eq!(spool_files(dir.path()), 0);
+}
+
+#[test]
+fn outage_of_the_database_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("vm-data");
+    let port = free_port();
+    let vm = start_vm(port, &data);
+    let mut c = collector(dir.path(), "it-outage", &["--interval", "1s"]);
+    c.args(influx_args(&vm.url()));
+    let mut child = c.spawn().expect("spawn collector");
+    std::thread::sleep(Duration::from_secs(3));
+    vm.stop();
+    // Rounds during the outage go to the spool.
+    let spooled = poll_until(Duration::from_secs(10), || {
+        (spool_files(dir.path()) >= 3).then_some(())
+    });
+    assert!(spooled.is_some(), "nothing spooled: {}", log(dir.path()));
+    let vm = start_vm(port, &data);
+    let drained = poll_until(Duration::from_secs(40), || {
+        (spool_files(dir.path()) == 0).then_some(())
+    });
+    assert!(drained.is_some(), "spool not replayed: {}", log(dir.path()));
+    std::thread::sleep(Duration::from_secs(1));
+    let status = sigterm(&mut child);
+    assert!(status.success(), "{status:?}: {}", log(dir.path()));
+    let want = host_cpu_ts(&all_rows(dir.path()), "it-outage");
+    assert!(want.len() >= 6, "only {} rounds", want.len());
+    assert_arrives(&vm, "it-outage", &want);
+}
+
+#[test]
+fn restart_with_a_full_spool_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    // Nothing listens yet: every round is spooled, and the spool survives the exit.
+    let mut c = collector(
+        dir.path(),
+        "it-restart",
+        &["--interval", "1s", "--duration", "4s"],
+    );
+    c.args(influx_args(&url));
+    run_to_end(c, dir.path());
+    let before = spool_files(dir.path());
+    assert!(
+        before >= 2,
+        "spool has {before} batches: {}",
+        log(dir.path())
+    );
+    let vm = start_vm(port, &dir.path().join("vm-data"));
+    let mut c = collector(dir.path(), "it-restart", &["--once"]);
+    c.args(influx_args(&url));
+    run_to_end(c, dir.path());
+    assert_eq!(spool_files(dir.path()), 0, "{}", log(dir.path()));
+    let want = host_cpu_ts(&all_rows(dir.path()), "it-restart");
+    assert!(want.len() > before, "{want:?}");
+    assert_arrives(&vm, "it-restart", &want);
+}
+
+#[test]
+fn sigkill_during_parquet_writing_leaves_only_complete_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = collector(
+        dir.path(),
+        "it-kill",
+        &["--interval", "100ms", "--parquet-rotate", "300ms"],
+    );
+    let mut child = c.spawn().expect("spawn collector");
+    std::thread::sleep(Duration::from_millis(2500));
+    child.kill().expect("SIGKILL");
+    _ = child.wait();
+    let pq = dir.path().join("pq");
+    let complete = parquet_files(&pq);
+    assert!(complete.len() >= 3, "{complete:?}: {}", log(dir.path()));
+    for f in &complete {
+        let d = read_samples(f, None).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert!(!d.samples.is_empty(), "{}", f.display());
+        assert!(d
+            .samples
+            .iter()
+            .all(|s| s.host_id.as_deref() == Some("it-kill")));
+    }
+    // Whatever was open at the kill is a hidden temporary that does not read as Parquet.
+    let partial: Vec<PathBuf> = std::fs::read_dir(&pq)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tmp"))
+        .collect();
+    for p in &partial {
+        assert!(
+            read_samples(p, None).is_err(),
+            "{} reads as valid",
+            p.display()
+        );
+    }
+    // The next start removes it and writes a complete file.
+    run_to_end(collector(dir.path(), "it-kill", &["--once"]), dir.path());
+    assert!(partial.iter().all(|p| !p.exists()));
+    assert_eq!(parquet_files(&pq).len(), complete.len() + 1);
+}
+
+fn settings(url: &str, spool: &Path, gzip: bool) -> InfluxSettings {
+    InfluxSettings {
+        url: url.into(),
+        org: "keel".into(),
+        bucket: "b".into(),
+        token: Secret::new("tok"),
+        batch_lines: 1000,
+        flush_interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(2),
+        gzip,
+        spool_dir: spool.into(),
+        spool_max_bytes: 1 << 20,
+        queue_lines: 1000,
+    }
+}
+
+fn lines(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("m,host=h v={i}.0 {}", 1000 + i))
+        .collect()
+}
+
+/// Lines the server acknowledged (2xx answers), in arrival order.
+fn delivered(
+    server: &FakeInflux,
+    ok: impl Fn(&keel_tests::fake_influx::Request) -> bool,
+) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/api/v2/write") && ok(r))
+        .flat_map(keel_tests::fake_influx::Request::lines)
+        .collect()
+}
+
+async fn push_and_step(sink: &mut InfluxSink, n: usize) {
+    let q = keel_collector::buffer::SharedQueue::new(1000);
+    q.push_all(lines(n));
+    sink.step(&q, true).await;
+}
+
+#[tokio::test]
+async fn status_413_splits_the_batch_and_delivers_every_line_once_in_order() {
+    let server =
+        FakeInflux::start(|r| Response::status(if r.lines().len() > 2 { 413 } else { 204 }));
+    let dir = tempfile::tempdir().unwrap();
+    let stats = Arc::new(Stats::default());
+    let mut sink = InfluxSink::new(
+        settings(&server.url(), dir.path(), false),
+        Arc::clone(&stats),
+    )
+    .unwrap();
+    push_and_step(&mut sink, 9).await;
+    assert_eq!(delivered(&server, |r| r.lines().len() <= 2), lines(9));
+    assert!(sink.spool().is_empty());
+    let req = &server.requests()[0];
+    assert!(
+        req.path.contains("precision=ms") && req.path.contains("bucket=b"),
+        "{}",
+        req.path
+    );
+    assert_eq!(req.header("authorization"), Some("Token tok"));
+}
+
+#[tokio::test]
+async fn status_400_and_422_drop_with_a_count_but_401_and_503_keep() {
+    for (status, kept) in [
+        (400, false),
+        (422, false),
+        (404, false),
+        (401, true),
+        (403, true),
+        (429, true),
+        (503, true),
+    ] {
+        let server = FakeInflux::start(move |_| Response::status(status));
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(Stats::default());
+        let mut sink = InfluxSink::new(
+            settings(&server.url(), dir.path(), false),
+            Arc::clone(&stats),
+        )
+        .unwrap();
+        push_and_step(&mut sink, 3).await;
+        let rejected = stats.dropped_rejected.load(Ordering::Relaxed);
+        if kept {
+            assert_eq!((sink.spool().len(), rejected), (1, 0), "{status}");
+        } else {
+            assert_eq!((sink.spool().len(), rejected), (0, 3), "{status}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_errors_spool_then_replay_in_order_when_it_recovers() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let server = FakeInflux::start(move |_| {
+        Response::status(if c.fetch_add(1, Ordering::SeqCst) < 2 {
+            503
+        } else {
+            204
+        })
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let stats = Arc::new(Stats::default());
+    let mut sink = InfluxSink::new(
+        settings(&server.url(), dir.path(), false),
+        Arc::clone(&stats),
+    )
+    .unwrap();
+    let q = keel_collector::buffer::SharedQueue::new(1000);
+    let all = lines(6);
+    q.push_all(all[..3].to_vec());
+    sink.step(&q, true).await; // 503: spooled, back-off 1 s
+    q.push_all(all[3..].to_vec());
+    sink.step(&q, true).await; // backing off: spooled behind the first batch
+    assert_eq!(sink.spool().len(), 2);
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        sink.step(&q, true).await;
+        if sink.spool().is_empty() {
+            break;
+        }
+    }
+    assert!(sink.spool().is_empty());
+    // The 204 answers carried every line exactly once, oldest first.
+    let reqs = server.requests();
+    let ok: Vec<String> = reqs
+        .iter()
+        .skip(2)
+        .flat_map(keel_tests::fake_influx::Request::lines)
+        .collect();
+    assert_eq!(ok, all);
+    assert_eq!(stats.influx_lines_sent.load(Ordering::Relaxed), 6);
+}
+
+#[tokio::test]
+async fn gzip_bodies_carry_the_gzip_header() {
+    let server = FakeInflux::start(|_| Response::status(204));
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = InfluxSink::new(
+        settings(&server.url(), dir.path(), true),
+        Arc::new(Stats::default()),
+    )
+    .unwrap();
+    push_and_step(&mut sink, 2).await;
+    let r = &server.requests()[0];
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(&r.body[..2], &[0x1f, 0x8b], "gzip magic");
+}
+
+#[tokio::test]
+async fn flux_read_path_parses_annotated_csv() {
+    const CSV: &str = "#datatype,string,long,dateTime:RFC3339,dateTime:RFC3339,dateTime:RFC3339,double,string,string,string\r\n\
+#group,false,false,true,true,false,false,true,true,true\r\n\
+#default,_result,,,,,,,,\r\n\
+,result,table,_start,_stop,_time,_value,_field,_measurement,host\r\n\
+,,0,2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,2026-01-01T00:00:10Z,0.5,cpu_util,host,h1\r\n\
+,,0,2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,2026-01-01T00:00:20Z,0.25,cpu_util,host,h1\r\n\
+,,0,2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,2026-01-01T00:00:30Z,0.75,cpu_util,host,h1\r\n\r\n";
+    let server = FakeInflux::start(|r| {
+        if r.path.starts_with("/api/v2/query") {
+            Response {
+                status: 200,
+                headers: vec![("Content-Type".into(), "text/csv; charset=utf-8".into())],
+                body: CSV.into(),
+            }
+        } else {
+            Response::status(404)
+        }
+    });
+    let svc = keel_collector::sinks::influx::service::InfluxService::new(&settings(
+        &server.url(),
+        Path::new("/nonexistent"),
+        false,
+    ))
+    .unwrap();
+    let n = svc
+        .query_count("from(bucket: \"b\") |> range(start: -1h)")
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    let q = &server.requests()[0];
+    assert!(String::from_utf8_lossy(&q.body).contains("range(start: -1h)"));
+}
