@@ -17,8 +17,12 @@ use crate::lexer::lex;
 use crate::span::Span;
 use crate::token::{Token, TokenKind};
 
-/// Deepest nesting the parser accepts (parentheses, terms, and chained `then`/`or`).
-pub const MAX_DEPTH: usize = 512;
+/// Deepest nesting the parser accepts. Each parenthesis, argument list, list or `not` counts
+/// [`NEST_COST`]; each further event of a `then`/`or`/`par` chain counts 1 (the tree nests there).
+pub const MAX_DEPTH: usize = 1024;
+
+/// Depth cost of one level of bracketing (so at most 128 nested brackets).
+pub const NEST_COST: usize = 8;
 
 /// Parses an LCC text.
 ///
@@ -154,7 +158,13 @@ impl<'a> Parser<'a> {
             expected: what.to_owned(),
             found: self.found(),
         };
-        Error::new(e, self.tok().span)
+        let mut span = self.tok().span;
+        if self.tok().kind == TokenKind::Eof && self.pos > 0 {
+            // Point just after the last token, not at trailing whitespace or comments.
+            let end = self.toks[self.pos - 1].span.end;
+            span = Span::new(end, end);
+        }
+        Error::new(e, span)
     }
 
     fn expect(&mut self, k: &TokenKind, what: &str) -> PResult<Token> {
@@ -318,79 +328,99 @@ impl<'a> Parser<'a> {
     fn prim(&mut self, depth: usize) -> PResult<Def> {
         self.deep(depth)?;
         match self.peek() {
-            TokenKind::LParen => {
-                let close = self.partner[self.pos];
-                let after = self.toks.get(close.wrapping_add(1)).map(|t| &t.kind);
-                if after == Some(&TokenKind::Arrow) {
-                    return self.paper_form(depth);
-                }
-                let open = self.bump().span;
-                let mut d = self.def(depth + 1)?;
-                let close = self.expect(&TokenKind::RParen, "`)`")?.span;
-                d.span = open.to(close);
-                Ok(d)
-            }
+            TokenKind::LParen => self.paren(depth),
             TokenKind::Not => self.paper_form(depth),
-            _ => {
-                let start = self.tok().span;
-                match (self.cmp_term(depth)?, self.peek().clone()) {
-                    (CmpTerm::Plain(msg), TokenKind::Send | TokenKind::Recv) => {
-                        self.message(msg, None, depth)
-                    }
-                    (CmpTerm::Cmp(c), TokenKind::Send | TokenKind::Recv) => {
-                        Err(Error::new(SyntaxError::BadMessage, c.span))
-                    }
-                    (CmpTerm::Plain(t), TokenKind::Arrow) if t.is_atom("null") => {
-                        self.bump();
-                        let guard = self.conj(depth + 1)?;
-                        Ok(Def {
-                            span: start.to(guard.span),
-                            kind: DefKind::Null { guard },
-                        })
-                    }
-                    (CmpTerm::Plain(t), TokenKind::Arrow) if t.as_agent().is_some() => {
-                        self.bump();
-                        let agent = t.as_agent().expect("checked by the guard");
-                        let guard = self.conj(depth + 1)?;
-                        let span = start.to(guard.span);
-                        Ok(Def {
-                            kind: DefKind::Role {
-                                agent,
-                                guard: Some(guard),
-                            },
-                            span,
-                        })
-                    }
-                    (ct, TokenKind::Arrow | TokenKind::And) => {
-                        let mut c = self.to_constraint(ct)?;
-                        while self.at(&TokenKind::And) {
-                            self.bump();
-                            let r = self.unary(depth + 1)?;
-                            c = Constraint {
-                                span: c.span.to(r.span),
-                                kind: and(c, r),
-                            };
-                        }
-                        self.expect(&TokenKind::Arrow, "`<-`")?;
-                        let msg = self.term(depth + 1)?;
-                        self.message(msg, Some(c), depth)
-                    }
-                    (CmpTerm::Plain(t), _) if t.as_agent().is_some() => {
-                        let agent = t.as_agent().expect("checked by the guard");
-                        Ok(Def {
-                            span: t.span,
-                            kind: DefKind::Role { agent, guard: None },
-                        })
-                    }
-                    _ => Err(self.expected("`=>`, `<=` or `<-`")),
-                }
-            }
+            _ => self.event(depth),
         }
+    }
+
+    /// `( Def )`, or a paper-form receive whose constraint is in parentheses.
+    fn paren(&mut self, depth: usize) -> PResult<Def> {
+        let close = self.partner[self.pos];
+        let after = self.toks.get(close.wrapping_add(1)).map(|t| &t.kind);
+        if after == Some(&TokenKind::Arrow) {
+            return self.paper_form(depth);
+        }
+        let open = self.bump().span;
+        let mut d = self.def(depth + NEST_COST)?;
+        let close = self.expect(&TokenKind::RParen, "`)`")?.span;
+        d.span = open.to(close);
+        Ok(d)
+    }
+
+    /// A single event: send, receive, `null <- C`, or role change.
+    fn event(&mut self, depth: usize) -> PResult<Def> {
+        let start = self.tok().span;
+        match (self.cmp_term(depth)?, self.peek().clone()) {
+            (CmpTerm::Plain(msg), TokenKind::Send | TokenKind::Recv) => {
+                self.message(msg, None, depth)
+            }
+            (CmpTerm::Cmp(c), TokenKind::Send | TokenKind::Recv) => {
+                Err(Error::new(SyntaxError::BadMessage, c.span))
+            }
+            (CmpTerm::Plain(t), TokenKind::Arrow) if t.is_atom("null") => {
+                self.bump();
+                let guard = self.conj(depth + 1)?;
+                Ok(Def {
+                    span: start.to(guard.span),
+                    kind: DefKind::Null { guard },
+                })
+            }
+            (CmpTerm::Plain(t), TokenKind::Arrow) if t.as_agent().is_some() => {
+                self.bump();
+                let agent = t.as_agent().expect("checked by the guard");
+                let guard = self.conj(depth + 1)?;
+                let span = start.to(guard.span);
+                Ok(Def {
+                    kind: DefKind::Role {
+                        agent,
+                        guard: Some(guard),
+                    },
+                    span,
+                })
+            }
+            (ct, TokenKind::Arrow | TokenKind::And) => {
+                let mut c = self.to_constraint(ct)?;
+                while self.at(&TokenKind::And) {
+                    self.bump();
+                    let r = self.unary(depth + 1)?;
+                    c = Constraint {
+                        span: c.span.to(r.span),
+                        kind: and(c, r),
+                    };
+                }
+                self.expect(&TokenKind::Arrow, "`<-`")?;
+                let msg = self.term(depth + 1)?;
+                self.message(msg, Some(c), depth)
+            }
+            (CmpTerm::Plain(t), _) if t.as_agent().is_some() => {
+                self.not_a_clause_head(&t)?;
+                let agent = t.as_agent().expect("checked by the guard");
+                Ok(Def {
+                    span: t.span,
+                    kind: DefKind::Role { agent, guard: None },
+                })
+            }
+            _ => Err(self.expected("`=>`, `<=` or `<-`")),
+        }
+    }
+
+    /// An `a(...)` followed by `::` is the next clause's head, not part of this body: the body
+    /// ended too early (a `then` too many, a missing recipient).
+    fn not_a_clause_head(&self, t: &Term) -> PResult<()> {
+        if self.at(&TokenKind::ColonColon) {
+            let e = SyntaxError::Expected {
+                expected: "an event".into(),
+                found: format!("the head of the next clause `{} ::`", self.text(t.span)),
+            };
+            return Err(Error::new(e, t.span));
+        }
+        Ok(())
     }
 
     /// `C <- M <= A` (or `=>`), where `C` starts with `not` or `(`.
     fn paper_form(&mut self, depth: usize) -> PResult<Def> {
-        let c = self.conj(depth + 1)?;
+        let c = self.conj(depth + NEST_COST)?;
         self.expect(&TokenKind::Arrow, "`<-`")?;
         let msg = self.term(depth + 1)?;
         self.message(msg, Some(c), depth)
@@ -405,6 +435,7 @@ impl<'a> Parser<'a> {
         };
         self.bump();
         let t = self.term(depth + 1)?;
+        self.not_a_clause_head(&t)?;
         let agent = t.as_agent().ok_or_else(|| {
             let e = SyntaxError::Expected {
                 expected: "`a(Role, Id)`".into(),
@@ -482,7 +513,7 @@ impl<'a> Parser<'a> {
         match self.peek() {
             TokenKind::Not => {
                 let start = self.bump().span;
-                let c = self.unary(depth + 1)?;
+                let c = self.unary(depth + NEST_COST)?;
                 Ok(Constraint {
                     span: start.to(c.span),
                     kind: ConstraintKind::Not(Box::new(c)),
@@ -490,7 +521,7 @@ impl<'a> Parser<'a> {
             }
             TokenKind::LParen => {
                 let open = self.bump().span;
-                let mut c = self.disj(depth + 1)?;
+                let mut c = self.disj(depth + NEST_COST)?;
                 let close = self.expect(&TokenKind::RParen, "`)`")?.span;
                 c.span = open.to(close);
                 Ok(c)
@@ -594,7 +625,7 @@ impl<'a> Parser<'a> {
         let mut args = Vec::new();
         if !self.at(&TokenKind::RParen) {
             loop {
-                args.push(self.term(depth + 1)?);
+                args.push(self.term(depth + NEST_COST)?);
                 if !self.at(&TokenKind::Comma) {
                     break;
                 }
@@ -613,14 +644,14 @@ impl<'a> Parser<'a> {
         let mut tail = None;
         if !self.at(&TokenKind::RBracket) {
             loop {
-                items.push(self.term(depth + 1)?);
+                items.push(self.term(depth + NEST_COST)?);
                 match self.peek() {
                     TokenKind::Comma => {
                         self.bump();
                     }
                     TokenKind::Bar => {
                         self.bump();
-                        tail = Some(Box::new(self.term(depth + 1)?));
+                        tail = Some(Box::new(self.term(depth + NEST_COST)?));
                         break;
                     }
                     _ => break,

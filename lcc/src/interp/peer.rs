@@ -487,7 +487,7 @@ impl Cx<'_> {
     fn advance(&mut self, st: &mut St, fr: FrameRef) -> Result<bool, Error> {
         match st {
             St::Closed => Ok(false),
-            St::Init(n) => match self.start(*n, fr)? {
+            St::Init(n) => match self.start(*n, fr, false)? {
                 Some(next) => {
                     *st = next;
                     Ok(true)
@@ -532,7 +532,9 @@ impl Cx<'_> {
     }
 
     /// Tries to fire the first event of a not-yet-started node; returns the state after it.
-    fn start(&mut self, n: NodeId, fr: FrameRef) -> Result<Option<St>, Error> {
+    /// `probing` is set while choosing an `or` branch: a role change then counts as able to fire
+    /// only if the new clause's first event fires; otherwise entering the role is itself a step.
+    fn start(&mut self, n: NodeId, fr: FrameRef, probing: bool) -> Result<Option<St>, Error> {
         let prog = self.prog;
         match &prog.nodes[n as usize] {
             Node::Send {
@@ -562,26 +564,26 @@ impl Cx<'_> {
                     Ok(None)
                 }
             }
-            Node::Then(a, b) => Ok(self.start(*a, fr)?.map(|s| match s {
+            Node::Then(a, b) => Ok(self.start(*a, fr, probing)?.map(|s| match s {
                 St::Closed => St::Init(*b),
                 s => St::Then(Box::new(s), *b),
             })),
-            Node::Or(a, b) => match self.start(*a, fr)? {
+            Node::Or(a, b) => match self.start(*a, fr, true)? {
                 Some(s) => Ok(Some(s)),
-                None => self.start(*b, fr),
+                None => self.start(*b, fr, true),
             },
             Node::Par(a, b) => {
-                if let Some(s) = self.start(*a, fr)? {
+                if let Some(s) = self.start(*a, fr, probing)? {
                     return Ok(Some(par(s, St::Init(*b))));
                 }
-                Ok(self.start(*b, fr)?.map(|s| par(St::Init(*a), s)))
+                Ok(self.start(*b, fr, probing)?.map(|s| par(St::Init(*a), s)))
             }
             Node::Call {
                 role,
                 id,
                 guard,
                 span,
-            } => self.call(role, id, guard.as_ref(), *span, fr),
+            } => self.call(role, id, guard.as_ref(), *span, fr, probing),
         }
     }
 
@@ -592,6 +594,7 @@ impl Cx<'_> {
         guard: Option<&CCons>,
         span: Span,
         fr: FrameRef,
+        probing: bool,
     ) -> Result<Option<St>, Error> {
         let m = self.store.mark();
         if let Some(g) = guard {
@@ -615,8 +618,16 @@ impl Cx<'_> {
             if self.store.unify(&Store::inst(&cl.role, base), &role_v)
                 && self.store.unify(&Store::inst(&cl.id, base), &id_v)
             {
+                if !probing {
+                    let inner = St::Init(cl.body);
+                    return Ok(Some(St::Role(Box::new(Frame {
+                        clause: c,
+                        base,
+                        inner,
+                    }))));
+                }
                 self.probe.push(c);
-                let r = self.start(cl.body, FrameRef { clause: c, base });
+                let r = self.start(cl.body, FrameRef { clause: c, base }, true);
                 self.probe.pop();
                 if let Some(inner) = r? {
                     return Ok(Some(match inner {
@@ -685,18 +696,29 @@ impl Cx<'_> {
             }
         }
         let to_id = self.store.resolve(&id_v);
+        let from_role = self.current_role(fr);
+        // Unbound variables leave the peer numbered from 0 in order of appearance, so that a
+        // message does not depend on the sender's store layout.
+        let mut map = HashMap::new();
+        let mut canon = |v: Value| {
+            if v.is_ground() {
+                return v;
+            }
+            v.map_vars(&mut |id| {
+                let n = u32::try_from(map.len()).unwrap_or(u32::MAX);
+                Value::Var(*map.entry(id).or_insert(n))
+            })
+        };
+        let body = canon(body);
+        let to = PeerRef {
+            role: canon(to_role),
+            id: canon(to_id),
+        };
         let from = PeerRef {
-            role: self.current_role(fr),
+            role: canon(from_role),
             id: self.id.clone(),
         };
-        self.out.push(Envelope {
-            from,
-            to: PeerRef {
-                role: to_role,
-                id: to_id,
-            },
-            body,
-        });
+        self.out.push(Envelope { from, to, body });
         Ok(true)
     }
 
