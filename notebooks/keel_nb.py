@@ -167,8 +167,9 @@ class Placement:
     assignment: dict[str, str] = field(default_factory=dict)
 
 
-def place(t: VmTable, cpu_unit: str, target: float = 0.7, pack: str = "cpu") -> Placement:
-    """First-fit decreasing by first-hour mean demand, as `keel-trainer hosts` does.
+def place(t: VmTable, cpu_unit: str, target: float = 0.7, pack: str = "cpu", window_s: float = 3600.0) -> Placement:
+    """First-fit decreasing by mean demand over the first `window_s` (an hour), as `keel-trainer
+    hosts` does.
 
     A VM fits a host while the summed first-hour demand stays <= `target` x CPU capacity (and, for
     `pack="cpu-mem"`, the summed provisioned memory <= `target` x host memory); a VM that fits
@@ -177,7 +178,7 @@ def place(t: VmTable, cpu_unit: str, target: float = 0.7, pack: str = "cpu") -> 
     if pack not in ("cpu", "cpu-mem"):
         raise ValueError(f"unknown packing {pack!r} (cpu or cpu-mem)")
     demand = np.nan_to_num(t.demand, nan=0.0)
-    first_hour = max(1, round(3600.0 / t.step_s))
+    first_hour = max(1, round(window_s / t.step_s))
     sized = np.isfinite(t.demand).any(axis=1)
     key = np.array([demand[i, s : s + first_hour].mean() if s < t.steps else 0.0 for i, s in enumerate(t.start)])
     vms = sorted(np.flatnonzero(sized), key=lambda i: (-key[i], i, t.ids[i]))
