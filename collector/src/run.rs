@@ -75,15 +75,19 @@ impl Sources {
         })
     }
 
-    fn poll(&mut self, round: &mut Round, dt_s: f64, host_id: &str) {
+    /// Polls every source; returns the number of failed reads.
+    fn poll(&mut self, round: &mut Round, dt_s: f64, host_id: &str) -> u64 {
         self.host.poll(round, dt_s);
+        let mut errors = self.host.take_errors();
         if let Some(c) = &mut self.cgroup {
             c.poll(round, dt_s, host_id);
         }
         #[cfg(feature = "libvirt")]
         if let Some(l) = &mut self.libvirt {
             l.poll(round, dt_s, host_id);
+            errors += l.take_errors();
         }
+        errors
     }
 }
 
@@ -122,7 +126,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Arc<
 
     // Prime the counters so that the first real round already has rates.
     let mut prime = Round::default();
-    sources.poll(&mut prime, 0.0, &host_id);
+    _ = sources.poll(&mut prime, 0.0, &host_id);
     let mut last_poll = Instant::now();
     let mut last_stats_log = Instant::now();
 
@@ -147,7 +151,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Arc<
             ts_ms: wall_ms(),
             ..Round::default()
         };
-        sources.poll(&mut round, dt_s, &host_id);
+        let errors = sources.poll(&mut round, dt_s, &host_id);
+        stats.source_errors.fetch_add(errors, Relaxed);
         stats.rounds.fetch_add(1, Relaxed);
         stats
             .samples_taken

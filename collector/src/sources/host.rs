@@ -62,6 +62,8 @@ pub struct HostSource {
     disk: HashMap<String, DevState>,
     /// Files whose failure has been logged already (log once, not every round).
     warned: HashSet<&'static str>,
+    /// Read failures since the last [`HostSource::take_errors`].
+    errors: u64,
 }
 
 fn mode_values(c: &procfs::CpuTime) -> [u64; 8] {
@@ -123,7 +125,13 @@ impl HostSource {
             net: HashMap::new(),
             disk: HashMap::new(),
             warned: HashSet::new(),
+            errors: 0,
         }
+    }
+
+    /// Read failures since the previous call (for the `source_errors` self-metric).
+    pub fn take_errors(&mut self) -> u64 {
+        std::mem::take(&mut self.errors)
     }
 
     fn proc(&self, rel: &str) -> PathBuf {
@@ -131,6 +139,7 @@ impl HostSource {
     }
 
     fn warn_once(&mut self, what: &'static str, path: &Path, err: &dyn std::fmt::Display) {
+        self.errors += 1;
         if self.warned.insert(what) {
             tracing::warn!(path = %path.display(), error = %err, "Cannot read host metrics; leaving them null.");
         }
@@ -507,6 +516,7 @@ mod tests {
             s.poll(&mut r, 1.0);
             let m = r.samples[1].metrics;
             assert_eq!(m, Metrics::default(), "{snap}: every metric null");
+            assert!(s.take_errors() >= 14, "{snap}: every failed read counted");
         }
     }
 

@@ -155,20 +155,31 @@ pub struct LibvirtSource {
     conn: Option<Arc<Connect>>,
     vms: HashMap<String, VmState>,
     last_error: Option<String>,
+    /// Failed calls since the last [`LibvirtSource::take_errors`] (vanished domains excluded).
+    errors: u64,
 }
 
 impl LibvirtSource {
     /// A source for `settings.uri`; connects lazily (and again after a failure).
     pub fn new(settings: LibvirtSettings) -> Self {
+        // libvirt prints every error to stderr by default; we log them ourselves, once.
+        virt::error::clear_error_callback();
         Self {
             settings,
             conn: None,
             vms: HashMap::new(),
             last_error: None,
+            errors: 0,
         }
     }
 
+    /// Failed calls since the previous call (for the `source_errors` self-metric).
+    pub fn take_errors(&mut self) -> u64 {
+        std::mem::take(&mut self.errors)
+    }
+
     fn report(&mut self, msg: String) {
+        self.errors += 1;
         if self.last_error.as_deref() != Some(msg.as_str()) {
             tracing::warn!(uri = %self.settings.uri, error = %msg, "libvirt unavailable; no VM rows this round.");
             self.last_error = Some(msg);
@@ -249,10 +260,12 @@ impl LibvirtSource {
                     continue;
                 }
                 Ok(Err(e)) => {
+                    self.errors += 1;
                     tracing::debug!(uuid = %key, error = %e, "Domain stats failed this round.");
                     continue;
                 }
                 Err(_) => {
+                    self.errors += 1;
                     tracing::warn!(uuid = %key, timeout_s = self.settings.call_timeout.as_secs_f64(), "libvirt call timed out; skipping the domain this round.");
                     continue;
                 }
@@ -368,10 +381,77 @@ mod tests {
     }
 
     #[test]
+    fn custom_node_gives_one_row_per_running_domain_keyed_by_uuid() {
+        let xml = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/libvirt/node.xml");
+        let mut s = source(&format!("test://{}", xml.display()));
+        let mut r0 = Round::default();
+        s.poll(&mut r0, 0.0, "h");
+        let mut ids: Vec<_> = r0
+            .samples
+            .iter()
+            .map(|x| x.vm_id.clone().unwrap())
+            .collect();
+        ids.sort();
+        // The test driver starts every domain defined in a node file.
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        assert!(
+            ids.contains(&"11111111-2222-3333-4444-555555555501".to_owned()),
+            "{ids:?}"
+        );
+        assert!(
+            ids.contains(&"11111111-2222-3333-4444-555555555502".to_owned()),
+            "{ids:?}"
+        );
+        let web = r0
+            .details
+            .iter()
+            .find(|d| d.tags.iter().any(|(k, v)| *k == "vm_name" && v == "web1"))
+            .unwrap();
+        assert!(web.fields.contains(&("vcpus", 2.0)), "{:?}", web.fields);
+        std::thread::sleep(Duration::from_millis(20));
+        let mut r1 = Round::default();
+        s.poll(&mut r1, 0.02, "h");
+        for row in &r1.samples {
+            let u = row.metrics.cpu_util.expect("second round has a CPU rate");
+            assert!(u.is_finite() && u >= 0.0);
+            assert!(row.metrics.mem_used_mib.unwrap() > 0.0);
+        }
+    }
+
+    #[test]
     fn unreachable_uri_gives_no_rows_and_no_panic() {
         let mut s = source("test:///nonexistent/node.xml");
         let mut r = Round::default();
         s.poll(&mut r, 1.0, "h");
         assert!(r.samples.is_empty());
+        assert_eq!(s.take_errors(), 1);
+    }
+
+    #[test]
+    fn vm_restart_resets_rates_instead_of_spiking() {
+        let mut st = VmState::default();
+        let mut reading = DomainReading {
+            uuid: "u".into(),
+            vcpus: 2,
+            cpu_time_ns: 50_000_000_000,
+            memory_kib: 1024,
+            net_bytes: Some((10_000, 10_000)),
+            ..DomainReading::default()
+        };
+        let mut r = Round::default();
+        push_rows(&mut r, &mut st, &reading, 1.0, "h");
+        reading.cpu_time_ns += 1_000_000_000;
+        push_rows(&mut r, &mut st, &reading, 1.0, "h");
+        assert_eq!(r.samples[1].metrics.cpu_util, Some(0.5));
+        // Restart: counters start again near zero.
+        reading.cpu_time_ns = 10_000_000;
+        reading.net_bytes = Some((5, 5));
+        push_rows(&mut r, &mut st, &reading, 1.0, "h");
+        assert_eq!(r.samples[2].metrics.cpu_util, None);
+        assert_eq!(r.samples[2].metrics.net_rx_kib_s, None);
+        reading.cpu_time_ns += 2_000_000_000;
+        push_rows(&mut r, &mut st, &reading, 1.0, "h");
+        assert_eq!(r.samples[3].metrics.cpu_util, Some(1.0));
     }
 }

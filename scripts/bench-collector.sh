@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Footprint benchmark: keel-collector at a 1 s interval for 60 s beside Debian's
+# prometheus-node-exporter scraped every 1 s, both measured from /proc/PID/status (RSS) and
+# /proc/PID/stat (utime+stime). Targets for the collector: <= 10 MB RSS, <= 0.5 % of a core,
+# and below node_exporter on both.
+#
+#   scripts/bench-collector.sh            # 60 s
+#   BENCH_SECONDS=20 scripts/bench-collector.sh
+#
+# The collector writes Parquet to a temp dir and, when victoria-metrics is installed, also to a
+# local VictoriaMetrics through the InfluxDB 2 write API (so both sinks are in the figures).
+# Everything listens on 127.0.0.1 and is stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keel/target}"
+SECS="${BENCH_SECONDS:-60}"
+WARMUP=3
+
+if ! command -v prometheus-node-exporter >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-node-exporter >/dev/null
+  else
+    echo "run: sudo apt-get install -y prometheus-node-exporter" >&2; exit 1
+  fi
+fi
+cargo build --release -q -p keel-collector --bin keel-collector
+BIN="$CARGO_TARGET_DIR/release/keel-collector"
+
+TMP="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+TCK="$(getconf CLK_TCK)"
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+INFLUX_ARGS=()
+if command -v victoria-metrics >/dev/null; then
+  VMPORT="$(free_port)"
+  victoria-metrics -httpListenAddr="127.0.0.1:$VMPORT" -storageDataPath="$TMP/vm" \
+    -retentionPeriod=1d >/dev/null 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 50); do curl -fs "http://127.0.0.1:$VMPORT/health" >/dev/null && break; sleep 0.1; done
+  INFLUX_ARGS=(--influx-url "http://127.0.0.1:$VMPORT" --influx-org bench --influx-bucket bench)
+fi
+
+NEPORT="$(free_port)"
+prometheus-node-exporter --web.listen-address="127.0.0.1:$NEPORT" >/dev/null 2>&1 &
+NE=$!; PIDS+=($NE)
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$NEPORT/metrics" >/dev/null && break; sleep 0.1; done
+
+"$BIN" --no-config --interval 1s --parquet-dir "$TMP/pq" --spool-dir "$TMP/spool" \
+  "${INFLUX_ARGS[@]}" 2>"$TMP/collector.log" &
+KC=$!; PIDS+=($KC)
+
+# Scrape node_exporter every second for the whole run, as Prometheus would.
+( end=$((SECONDS + SECS + WARMUP)); while [ $SECONDS -lt $end ]; do
+    curl -fs -o /dev/null "http://127.0.0.1:$NEPORT/metrics" || true; sleep 1; done ) &
+PIDS+=($!)
+
+sleep "$WARMUP"
+kc0=$(ticks $KC); ne0=$(ticks $NE); t0=$(date +%s.%N)
+sleep "$SECS"
+kc1=$(ticks $KC); ne1=$(ticks $NE); t1=$(date +%s.%N)
+kc_rss=$(rss_kb $KC); kc_hwm=$(hwm_kb $KC); ne_rss=$(rss_kb $NE); ne_hwm=$(hwm_kb $NE)
+kill -TERM $KC; wait $KC || true
+rounds=$(grep -o 'rounds=[0-9]*' "$TMP/collector.log" | tail -1 || true)
+
+awk -v kc0="$kc0" -v kc1="$kc1" -v ne0="$ne0" -v ne1="$ne1" -v t0="$t0" -v t1="$t1" -v tck="$TCK" \
+    -v kr="$kc_rss" -v kh="$kc_hwm" -v nr="$ne_rss" -v nh="$ne_hwm" -v secs="$SECS" 'BEGIN {
+  el = t1 - t0
+  kcpu = (kc1 - kc0) / tck; ncpu = (ne1 - ne0) / tck
+  printf "window: %.1f s (interval 1 s; node_exporter scraped every 1 s)\n", el
+  printf "%-26s %10s %10s %12s %12s\n", "process", "RSS MB", "peak MB", "CPU s", "% of a core"
+  printf "%-26s %10.2f %10.2f %12.3f %12.3f\n", "keel-collector", kr/1024, kh/1024, kcpu, 100*kcpu/el
+  printf "%-26s %10.2f %10.2f %12.3f %12.3f\n", "prometheus-node-exporter", nr/1024, nh/1024, ncpu, 100*ncpu/el
+  ok = (kh/1024 <= 10 && 100*kcpu/el <= 0.5 && kh < nh && kcpu <= ncpu)
+  printf "targets (<= 10 MB, <= 0.5 %% of a core, below node_exporter): %s\n", ok ? "met" : "NOT met"
+}'
+echo "collector: ${rounds:-?} (CPU time resolution: 1/$TCK s)"
