@@ -210,58 +210,87 @@ def place(t: VmTable, cpu_unit: str, target: float = 0.7, pack: str = "cpu", win
 # --- Features (core/src/features.rs) ---------------------------------------------------------------
 
 
-def _quantile_sorted(s: np.ndarray, p: float) -> float:
+# Plain Python floats and left-to-right sums, in the Rust code's order, so that scores match the
+# agent's bit for bit (NumPy's pairwise sums differ in the last bits, enough to flip a tree split).
+
+
+def _quantile_sorted(s: list[float], p: float) -> float:
     pos = p * (len(s) - 1)
     lo, hi = math.floor(pos), math.ceil(pos)
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def _ls_slope(x: np.ndarray) -> float:
+def _ls_slope(x: list[float]) -> float:
     n = len(x)
     if n < 2:
         return 0.0
-    tt = np.arange(n) - (n - 1) / 2
-    sxx = (tt * tt).sum()
-    return float((tt * (x - x.mean())).sum() / sxx) if sxx > 0 else 0.0
+    tm = (n - 1.0) / 2.0
+    ym = sum(x) / n
+    sxy = sxx = 0.0
+    for i, y in enumerate(x):
+        t = i - tm
+        sxy += t * (y - ym)
+        sxx += t * t
+    return sxy / sxx if sxx > 0 else 0.0
 
 
-def _lr_predict(x: np.ndarray) -> float:
+def _lr_predict(x: list[float]) -> float:
     n = min(len(x), LR_POINTS)
     tail = x[len(x) - n :]
+    last = tail[n - 1]
     if n < 3:
-        return float(tail[-1])
-    i = np.arange(n)
-    d = (n - 1 - i) / n
-    w = (1 - d**3) ** 3
-    tm = (w * i).sum() / w.sum()
-    ym = (w * tail).sum() / w.sum()
-    sxx = (w * (i - tm) ** 2).sum()
-    b = (w * (i - tm) * (tail - ym)).sum() / sxx if sxx > 0 else 0.0
-    return float(ym + b * (n - tm))
+        return last
+
+    def w(i: int) -> float:
+        d = (n - 1 - i) / n
+        k = 1.0 - d * d * d
+        return k * k * k
+
+    sw = swt = swy = 0.0
+    for i, y in enumerate(tail):
+        wi = w(i)
+        sw += wi
+        swt += wi * i
+        swy += wi * y
+    tm, ym = swt / sw, swy / sw
+    sxy = sxx = 0.0
+    for i, y in enumerate(tail):
+        wi = w(i)
+        t = i - tm
+        sxy += wi * t * (y - ym)
+        sxx += wi * t * t
+    b = sxy / sxx if sxx > 0 else 0.0
+    return ym + b * (n - tm)
 
 
-def dimension_features(x: np.ndarray, step_s: float) -> list[float]:
+def dimension_features(x: list[float], step_s: float) -> list[float]:
     """The 16 features of one cleaned window (finite, clamped), in `PER_DIMENSION` order."""
     n = len(x)
     if n == 0:
         return [0.0] * 12 + [THR_THRESHOLD, 1.0, 1.0, 1.0]
-    mean = x.mean()
+    mean = sum(x) / n
     last = x[-1]
-    var = ((x - mean) ** 2).mean()
+    var = sum((v - mean) * (v - mean) for v in x) / n
     std = math.sqrt(var)
     cv = std / mean if mean > 1e-9 else 0.0
-    s = np.sort(x)
-    iqr = _quantile_sorted(s, 0.75) - _quantile_sorted(s, 0.25)
-    mad = _quantile_sorted(np.sort(np.abs(x - _quantile_sorted(s, 0.5))), 0.5)
+    s = sorted(x)
+    q = lambda p: _quantile_sorted(s, p)  # noqa: E731
+    median = q(0.5)
+    iqr = q(0.75) - q(0.25)
+    mad = _quantile_sorted(sorted(abs(v - median) for v in x), 0.5)
     per_hour = 3600.0 / step_s if step_s > 0 and math.isfinite(step_s) else 1.0
-    acf1 = ((x[:-1] - mean) * (x[1:] - mean)).sum() / (var * n) if n >= 3 and var > 1e-12 else 0.0
+    slope = _ls_slope(x) * per_hour
+    if n >= 3 and var > 1e-12:
+        acf1 = sum((a - mean) * (b - mean) for a, b in zip(x, x[1:])) / (var * n)
+    else:
+        acf1 = 0.0
+    above = lambda t: sum(1 for v in x if v > t) / n  # noqa: E731
     f = [
-        mean, last, std, cv, s[0], s[-1], _quantile_sorted(s, 0.9), _quantile_sorted(s, 0.95),
-        _ls_slope(x) * per_hour, acf1, (x > 0.8).mean(), (x > 0.9).mean(),
-        THR_THRESHOLD - last, (1 - IQR_SAFETY * iqr) - last, (1 - MAD_SAFETY * mad) - last,
-        1 - LR_SAFETY * _lr_predict(x),
+        mean, last, std, cv, s[0], s[-1], q(0.90), q(0.95), slope, acf1, above(0.8), above(0.9),
+        THR_THRESHOLD - last, (1.0 - IQR_SAFETY * iqr) - last, (1.0 - MAD_SAFETY * mad) - last,
+        1.0 - LR_SAFETY * _lr_predict(x),
     ]  # fmt: skip
-    return [float(v) if math.isfinite(v) else 0.0 for v in f]
+    return [v if math.isfinite(v) else 0.0 for v in f]
 
 
 def extract(series: dict[str, np.ndarray], step_s: float, schema: dict) -> list[float]:
@@ -276,8 +305,7 @@ def extract(series: dict[str, np.ndarray], step_s: float, schema: dict) -> list[
             n = int(min(max(round(schema["window_s"] / step_s), 1), len(x)))
         else:
             n = len(x)
-        w = x[len(x) - n :]
-        w = np.clip(w[np.isfinite(w)], 0.0, MAX_UTIL)
+        w = [min(max(float(v), 0.0), MAX_UTIL) for v in x[len(x) - n :] if math.isfinite(v)]
         out += dimension_features(w, step_s)
     return out
 
