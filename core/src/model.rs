@@ -102,6 +102,13 @@ pub struct Placement {
     pub pack: String,
     /// Target utilisation of each packed resource.
     pub target: f64,
+    /// Span, seconds from each VM's first sample, over which its mean demand is taken for packing.
+    #[serde(default = "default_placement_window_s")]
+    pub window_s: f64,
+}
+
+fn default_placement_window_s() -> f64 {
+    3600.0
 }
 
 /// Where the model came from.

@@ -96,6 +96,7 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<Scored> {
     let placement = model.provenance.placement.clone().unwrap_or(Placement {
         pack: "cpu".into(),
         target: 0.7,
+        window_s: 3600.0,
     });
     let (rows, files) = rows_of(&args.data, &model.feature_schema, &label, &placement)?;
     let y_all = labels(&rows, &label, model.label.cv_threshold, None);

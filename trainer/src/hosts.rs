@@ -6,7 +6,7 @@
 //! 1. Time grid: the median positive step between a VM's samples; every timestamp is floored to it.
 //! 2. A VM's demand at a step is its `cpu_demand` where present, else `cpu_util` × its capacity
 //!    from the inventory; a VM without a sample at a step demands nothing.
-//! 3. VMs are sorted by their mean demand over the first hour (ties: inventory order, then id) in
+//! 3. VMs are sorted by their mean demand over the first hour (`--placement-window-s`) (ties: inventory order, then id) in
 //!    decreasing order and placed first-fit on hosts opened in order: a VM fits when the hosts'
 //!    summed first-hour demand stays ≤ `target` × CPU capacity and, for `--pack cpu-mem`, the
 //!    summed provisioned memory stays ≤ `target` × host memory. A VM that fits nowhere opens a host.
@@ -44,6 +44,9 @@ pub struct HostsArgs {
     /// Canonical Parquet input (VM-only or host-level).
     #[arg(long)]
     pub data: PathBuf,
+    /// Span (seconds from each VM's first sample) of the mean demand that packing uses.
+    #[arg(long, default_value_t = 3600.0)]
+    pub placement_window_s: f64,
     /// Output Parquet of host-level series; the placement goes to `<out>.placement.json`.
     #[arg(short, long)]
     pub out: PathBuf,
@@ -240,7 +243,7 @@ fn place(table: &Table, placement: &Placement) -> anyhow::Result<Hosts> {
         .enumerate()
         .map(|(i, v)| (v.id.as_str(), i))
         .collect();
-    let first_hour = ((3600.0 / step).round() as usize).max(1);
+    let first_hour = ((placement.window_s / step).round() as usize).max(1);
     struct Vm<'a> {
         e: &'a Entity,
         id: &'a str,
@@ -433,6 +436,7 @@ pub fn run(args: HostsArgs) -> anyhow::Result<()> {
     let placement = Placement {
         pack: args.pack.clone(),
         target: args.target,
+        window_s: args.placement_window_s,
     };
     let hosts = build(&table, &placement)?;
     let rows = write_hosts(&args.out, &table, &hosts)?;
@@ -508,6 +512,7 @@ mod tests {
             &Placement {
                 pack: "cpu".into(),
                 target: 0.7,
+                window_s: 3600.0,
             },
         )
         .unwrap();
@@ -516,6 +521,7 @@ mod tests {
             &Placement {
                 pack: "cpu-mem".into(),
                 target: 0.7,
+                window_s: 3600.0,
             },
         )
         .unwrap();
@@ -534,6 +540,7 @@ mod tests {
             &Placement {
                 pack: "cpu".into(),
                 target: 0.7,
+                window_s: 3600.0,
             },
         )
         .unwrap();
@@ -562,6 +569,7 @@ mod tests {
             &Placement {
                 pack: "cpu".into(),
                 target: 0.7,
+                window_s: 3600.0,
             },
         )
         .unwrap();
@@ -581,7 +589,8 @@ mod tests {
                 &t,
                 &Placement {
                     pack: "cpu".into(),
-                    target: 0.7
+                    target: 0.7,
+                    window_s: 3600.0,
                 }
             )
             .unwrap_err()

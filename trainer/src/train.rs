@@ -62,6 +62,9 @@ pub struct TrainArgs {
     /// Packing target.
     #[arg(long, default_value_t = 0.7)]
     pub target: f64,
+    /// Span of each VM's mean demand that packing uses, seconds.
+    #[arg(long, default_value_t = 3600.0)]
+    pub placement_window_s: f64,
     /// Share of each file's time span used for training (the rest, after the gap, tests).
     #[arg(long, default_value_t = 0.6)]
     pub train_share: f64,
@@ -167,6 +170,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let placement = Placement {
         pack: args.pack.clone(),
         target: args.target,
+        window_s: args.placement_window_s,
     };
     let labels_file = args.labels.as_deref().map(read_labels).transpose()?;
 
