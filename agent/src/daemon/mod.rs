@@ -89,7 +89,7 @@ pub fn make_executor(
     })
 }
 
-/// Checks every `*.lcc` in the interaction-models folder parses; returns how many there are.
+/// Checks every `*.lcc` in the interaction-models folder compiles (keel-lcc); returns how many there are.
 ///
 /// # Errors
 /// An unreadable folder or file, or a model that does not parse, naming the file.
@@ -102,8 +102,13 @@ pub fn check_models(dir: &Path) -> anyhow::Result<usize> {
         if p.extension().is_some_and(|x| x == "lcc") {
             let src =
                 std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-            if src.trim().is_empty() {
-                bail!("{}: empty interaction model", p.display());
+            if let Err(errs) = keel_lcc::Program::compile(&src) {
+                let map = keel_lcc::SourceMap::new(p.display().to_string(), src.as_str());
+                let first = errs
+                    .first()
+                    .map(|e| keel_lcc::diag::short(&map, e))
+                    .unwrap_or_default();
+                bail!("{} error(s) in an interaction model; first: {first}", errs.len());
             }
             n += 1;
         }

@@ -1,0 +1,630 @@
+//! The networked agent end to end: real agents in one process on 127.0.0.1:0, real TCP with the
+//! cluster key, the dry-run executor over a simulated hypervisor (which counts any VM moved from a
+//! host it was not on), and scripted peers (a real transport driven by the test) where a fault
+//! must happen at an exact step.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_agent::negotiation::rank::{ModelRanker, NoModel, Ranker};
+use keel_agent::negotiation::{Msg, NegId, Outcome, Side, Timeouts};
+use keel_agent::net::{
+    encode, now_ms, ClusterKey, FaultPlan, Frame, Header, Inbound, NetConfig, Transport,
+    PROTOCOL_VERSION,
+};
+use keel_agent::node::load::SimFleet;
+use keel_agent::node::membership::PeerInfo;
+use keel_agent::node::{self, Body, NodeConfig, NodeEvent, NodeHandle, Role};
+use keel_core::features::FeatureSchema;
+use keel_core::model::{Algorithm, LabelDefinition, ModelFile, Provenance, FORMAT_VERSION};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::{timeout, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+fn key() -> ClusterKey {
+    ClusterKey::new(b"keel test cluster key 0123456789").unwrap()
+}
+
+fn fast_timeouts() -> Timeouts {
+    Timeouts {
+        offer: Duration::from_millis(600),
+        commit: Duration::from_millis(600),
+        reservation: Duration::from_millis(900),
+        execute: Duration::from_secs(5),
+        done: Duration::from_millis(600),
+        retry: Duration::from_millis(50),
+    }
+}
+
+fn cfg(id: &str, seeds: Vec<SocketAddr>) -> NodeConfig {
+    let mut c = NodeConfig::local(id, key(), 1000.0);
+    c.seeds = seeds;
+    c.timeouts = fast_timeouts();
+    c.eval_interval = Duration::from_millis(100);
+    c.gossip_interval = Duration::from_millis(50);
+    c.dead_after = Duration::from_secs(5);
+    c.cooldown = Duration::from_millis(300);
+    c.history_step_s = 300.0;
+    c
+}
+
+async fn start(fleet: &Arc<SimFleet>, c: NodeConfig, ranker: Arc<dyn Ranker>) -> NodeHandle {
+    let id = c.id.clone();
+    node::spawn(c, fleet.load_for(&id), Arc::new(fleet.executor()), ranker)
+        .await
+        .unwrap()
+}
+
+/// Waits for an event matching `f`, up to `limit`.
+async fn wait_event(
+    rx: &mut broadcast::Receiver<NodeEvent>,
+    limit: Duration,
+    f: impl Fn(&NodeEvent) -> bool,
+) -> Option<NodeEvent> {
+    timeout(limit, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if f(&e) => return Some(e),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Waits until `f(status)` holds.
+async fn wait_status(h: &NodeHandle, limit: Duration, f: impl Fn(&node::Status) -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f(&h.status()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+fn migrated_source(e: &NodeEvent) -> bool {
+    matches!(e, NodeEvent::Finished(r) if r.side == Side::Source && r.outcome == Outcome::Migrated)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overloaded_agent_migrates_a_vm_over_tcp() {
+    // a: 900/1000 (overloaded); b: 100 (most room); c: 200.
+    let fleet = SimFleet::new(&[
+        ("a-1", "a", 500.0),
+        ("a-2", "a", 400.0),
+        ("b-1", "b", 100.0),
+        ("c-1", "c", 200.0),
+    ]);
+    let a = start(&fleet, cfg("a", vec![]), Arc::new(NoModel)).await;
+    let mut ev = a.events();
+    let b = start(&fleet, cfg("b", vec![a.addr]), Arc::new(NoModel)).await;
+    let c = start(&fleet, cfg("c", vec![a.addr]), Arc::new(NoModel)).await;
+    let e = wait_event(&mut ev, Duration::from_secs(10), migrated_source)
+        .await
+        .expect("a migration within 10 s");
+    let NodeEvent::Finished(r) = e else {
+        unreachable!()
+    };
+    // The smallest VM that removes the excess (100) is a-2 (400); b has the most room.
+    assert_eq!((r.vm.as_str(), r.peer.as_str()), ("a-2", "b"));
+    assert_eq!(fleet.host_of("a-2").as_deref(), Some("b"));
+    assert_eq!(fleet.moves(), 1);
+    assert_eq!(fleet.conflicts(), 0);
+    // The target saw the same negotiation end in a migration, and holds no reservation.
+    assert!(
+        wait_status(&b, Duration::from_secs(3), |s| s
+            .recent
+            .iter()
+            .any(|x| x.neg == r.neg && x.outcome == Outcome::Migrated)
+            && s.reservations == 0)
+        .await
+    );
+    // a is no longer overloaded and stays put.
+    assert!(
+        wait_status(&a, Duration::from_secs(3), |s| s.role
+            != Some(Role::Overloaded))
+        .await
+    );
+    let st = a.status();
+    assert_eq!(st.net.rejected_mac, 0);
+    assert!(st.peers.len() == 2, "{:?}", st.peers);
+    for h in [a, b, c] {
+        h.shutdown().await;
+    }
+    assert_eq!(fleet.moves(), 1);
+}
+
+/// A logistic model on `cpu_std`: a host whose utilisation swings is unstable.
+fn swing_model() -> ModelFile {
+    let schema = FeatureSchema::cpu_default();
+    let n = schema.len();
+    let i = schema.names.iter().position(|s| s == "cpu_std").unwrap();
+    let mut weights = vec![0.0; n];
+    weights[i] = 60.0;
+    ModelFile {
+        format_version: FORMAT_VERSION,
+        feature_schema: schema,
+        label: LabelDefinition {
+            horizon_s: 1800.0,
+            mean_window_s: 600.0,
+            util_threshold: 0.9,
+            cv_quantile: None,
+            cv_threshold: None,
+            labels_file: None,
+        },
+        algorithm: Algorithm::Logistic {
+            mean: vec![0.05; n],
+            scale: vec![1.0; n],
+            weights,
+            intercept: 0.0,
+        },
+        threshold: 0.5,
+        provenance: Provenance::default(),
+        metrics: Default::default(),
+    }
+}
+
+/// b has more room than c but its load swings; returns where a's VM went.
+async fn steering_run(ranker: Arc<dyn Ranker>) -> (String, Option<f64>) {
+    let fleet = SimFleet::new(&[
+        ("a-1", "a", 300.0),
+        ("a-2", "a", 400.0),
+        ("b-1", "b", 50.0),
+        ("c-1", "c", 300.0),
+    ]);
+    let a = start(&fleet, cfg("a", vec![]), Arc::clone(&ranker)).await;
+    let mut ev = a.events();
+    let b = start(&fleet, cfg("b", vec![a.addr]), Arc::clone(&ranker)).await;
+    let c = start(&fleet, cfg("c", vec![a.addr]), Arc::clone(&ranker)).await;
+    // b swings between 5 % and 25 % (always underloaded, always more room than c).
+    let stop = CancellationToken::new();
+    let swing = {
+        let fleet = Arc::clone(&fleet);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut hi = false;
+            let mut t = tokio::time::interval(Duration::from_millis(70));
+            while !stop.is_cancelled() {
+                t.tick().await;
+                hi = !hi;
+                fleet.set_demand("b-1", if hi { 250.0 } else { 50.0 });
+            }
+        })
+    };
+    // Let a full history (12 × 100 ms) reach a, then overload a.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    fleet.set_demand("a-1", 500.0);
+    let e = wait_event(&mut ev, Duration::from_secs(10), migrated_source)
+        .await
+        .expect("a migration within 10 s");
+    let NodeEvent::Finished(r) = e else {
+        unreachable!()
+    };
+    let b_score = a
+        .status()
+        .peers
+        .iter()
+        .find(|p| p.id == "b")
+        .and_then(|p| p.score);
+    stop.cancel();
+    swing.await.unwrap();
+    for h in [a, b, c] {
+        h.shutdown().await;
+    }
+    assert_eq!(fleet.conflicts(), 0);
+    (r.peer, b_score)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stability_model_steers_away_from_an_unstable_peer() {
+    // Without a model, capacity decides: b.
+    let (target, _) = steering_run(Arc::new(NoModel)).await;
+    assert_eq!(target, "b");
+    // With the model (written to a file and loaded as the daemon does), the swinging b is
+    // unstable and the choice moves to c.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.json");
+    swing_model().save(&path).unwrap();
+    let ranker = ModelRanker::from_path(&path);
+    assert!(ranker.model().is_some());
+    let (target, b_score) = steering_run(Arc::new(ranker)).await;
+    assert_eq!(target, "c");
+    assert!(b_score.unwrap() >= 0.5, "b scored {b_score:?}");
+}
+
+/// A peer driven by the test over a real transport.
+struct Scripted {
+    t: Arc<Transport<Body>>,
+    rx: mpsc::Receiver<Inbound<Body>>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Scripted {
+    async fn new(id: &str) -> Self {
+        let tracker = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let (t, rx) = Transport::bind(
+            id.into(),
+            "127.0.0.1:0".parse().unwrap(),
+            key(),
+            NetConfig::default(),
+            FaultPlan::default(),
+            tracker.clone(),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        Self {
+            t,
+            rx,
+            tracker,
+            stop,
+        }
+    }
+
+    /// Gossips itself to `to` every 50 ms until killed.
+    fn announce(&self, to: SocketAddr, role: Role, used: f64) {
+        let t = Arc::clone(&self.t);
+        let stop = self.stop.clone();
+        let mut me = PeerInfo {
+            id: t.id().to_string(),
+            addr: t.local_addr(),
+            role,
+            capacity: 1000.0,
+            used,
+            history: vec![],
+            step_s: 300.0,
+            heartbeat: now_ms(),
+            libvirt_uri: None,
+            policy_version: 0,
+        };
+        self.tracker.spawn(async move {
+            while !stop.is_cancelled() {
+                me.heartbeat += 1;
+                _ = t.send(
+                    to,
+                    &Body::Gossip {
+                        peers: vec![me.clone()],
+                    },
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+
+    async fn recv_neg(&mut self, limit: Duration) -> Option<(SocketAddr, Msg)> {
+        timeout(limit, async {
+            loop {
+                let m = self.rx.recv().await?;
+                if let Body::Neg { msg } = m.body {
+                    return Some((m.header.reply_to, msg));
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    fn send(&self, to: SocketAddr, msg: Msg) {
+        self.t.send(to, &Body::Neg { msg }).unwrap();
+    }
+
+    /// Stops every task at once: the peer vanishes.
+    async fn kill(self) {
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_killed_after_accepting_source_times_out_and_keeps_its_vm() {
+    let fleet = SimFleet::new(&[("a-1", "a", 600.0), ("a-2", "a", 300.0)]);
+    let a = start(&fleet, cfg("a", vec![]), Arc::new(NoModel)).await;
+    let mut ev = a.events();
+    let mut t = Scripted::new("t").await;
+    t.announce(a.addr, Role::Underloaded, 0.0);
+    let (_, offer) = t.recv_neg(Duration::from_secs(5)).await.expect("an offer");
+    let Msg::Offer { neg, vm, .. } = offer else {
+        panic!("{offer:?}")
+    };
+    assert_eq!(vm, "a-2");
+    t.send(a.addr, Msg::Accept { neg: neg.clone() });
+    let (_, commit) = t.recv_neg(Duration::from_secs(5)).await.expect("a commit");
+    assert_eq!(commit, Msg::Commit { neg: neg.clone() });
+    t.kill().await; // gone before acknowledging the commit
+    let e = wait_event(&mut ev, Duration::from_secs(5), |e| {
+        matches!(e, NodeEvent::Finished(_))
+    })
+    .await
+    .expect("the negotiation ends");
+    let NodeEvent::Finished(r) = e else {
+        unreachable!()
+    };
+    assert_eq!(r.neg, neg);
+    assert_eq!(r.outcome, Outcome::TimedOut("commit_ack".into()));
+    // Back to idle with its VM: nothing executed.
+    assert_eq!(fleet.host_of("a-2").as_deref(), Some("a"));
+    assert_eq!(fleet.moves(), 0);
+    let st = a.status();
+    assert!(
+        st.negotiation.retries >= 1,
+        "commit was resent: {:?}",
+        st.negotiation
+    );
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_killed_after_offering_target_reservation_expires() {
+    let fleet = SimFleet::new(&[("b-1", "b", 100.0)]);
+    let b = start(&fleet, cfg("b", vec![]), Arc::new(NoModel)).await;
+    let mut ev = b.events();
+    let mut s = Scripted::new("s").await;
+    s.announce(b.addr, Role::Overloaded, 900.0);
+    assert!(
+        wait_status(&b, Duration::from_secs(5), |st| st
+            .peers
+            .iter()
+            .any(|p| p.id == "s"))
+        .await
+    );
+    let neg = NegId {
+        origin: "s".into(),
+        seq: 1,
+    };
+    s.send(
+        b.addr,
+        Msg::Offer {
+            neg: neg.clone(),
+            vm: "s-1".into(),
+            demand: 300.0,
+        },
+    );
+    let (_, accept) = s.recv_neg(Duration::from_secs(5)).await.expect("an accept");
+    assert_eq!(accept, Msg::Accept { neg: neg.clone() });
+    assert!(wait_status(&b, Duration::from_secs(2), |st| st.reservations == 1).await);
+    s.kill().await; // gone before committing
+    let e = wait_event(&mut ev, Duration::from_secs(5), |e| {
+        matches!(e, NodeEvent::Finished(_))
+    })
+    .await
+    .expect("the reservation ends");
+    let NodeEvent::Finished(r) = e else {
+        unreachable!()
+    };
+    assert_eq!(r.neg, neg);
+    assert_eq!(r.outcome, Outcome::TimedOut("reservation".into()));
+    assert!(wait_status(&b, Duration::from_secs(2), |st| st.reservations == 0).await);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_peer_killed_mid_negotiation_never_moves_a_vm_twice() {
+    // Kill the only target as soon as it accepts; whatever the race, the VM is on exactly one
+    // host, the source ends the negotiation, and nothing is executed without a commit.
+    let fleet = SimFleet::new(&[
+        ("a-1", "a", 500.0),
+        ("a-2", "a", 400.0),
+        ("b-1", "b", 100.0),
+    ]);
+    let a = start(&fleet, cfg("a", vec![]), Arc::new(NoModel)).await;
+    let mut ev_a = a.events();
+    let b = start(&fleet, cfg("b", vec![a.addr]), Arc::new(NoModel)).await;
+    let mut ev_b = b.events();
+    wait_event(&mut ev_b, Duration::from_secs(10), |e| {
+        matches!(e, NodeEvent::Sent { kind: "accept", .. })
+    })
+    .await
+    .expect("b accepts");
+    b.kill().await;
+    let e = wait_event(
+        &mut ev_a,
+        Duration::from_secs(5),
+        |e| matches!(e, NodeEvent::Finished(r) if r.side == Side::Source),
+    )
+    .await
+    .expect("a's negotiation ends");
+    let NodeEvent::Finished(r) = e else {
+        unreachable!()
+    };
+    match r.outcome {
+        Outcome::Migrated => assert_eq!(fleet.host_of("a-2").as_deref(), Some("b")),
+        Outcome::TimedOut(_) => assert_eq!(fleet.host_of("a-2").as_deref(), Some("a")),
+        o => panic!("unexpected {o:?}"),
+    }
+    assert_eq!(fleet.conflicts(), 0);
+    assert!(fleet.moves() <= 1);
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_and_duplicated_messages_still_converge_without_conflict() {
+    let fleet = SimFleet::new(&[
+        ("a-1", "a", 500.0),
+        ("a-2", "a", 400.0),
+        ("b-1", "b", 100.0),
+        ("c-1", "c", 100.0),
+    ]);
+    let faults = |seed| FaultPlan {
+        drop: 0.25,
+        duplicate: 0.25,
+        seed,
+    };
+    let mut ca = cfg("a", vec![]);
+    ca.faults = faults(1);
+    let a = start(&fleet, ca, Arc::new(NoModel)).await;
+    let mut ev = a.events();
+    let mut cb = cfg("b", vec![a.addr]);
+    cb.faults = faults(2);
+    let mut cc = cfg("c", vec![a.addr]);
+    cc.faults = faults(3);
+    let b = start(&fleet, cb, Arc::new(NoModel)).await;
+    let c = start(&fleet, cc, Arc::new(NoModel)).await;
+    wait_event(&mut ev, Duration::from_secs(20), migrated_source)
+        .await
+        .expect("a migration despite faults");
+    // Let stragglers (resends, duplicates) arrive, then check nothing moved twice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (sa, sb, sc) = (a.status(), b.status(), c.status());
+    let injected: u64 = [&sa, &sb, &sc]
+        .iter()
+        .map(|s| s.net.fault_drops + s.net.fault_dups)
+        .sum();
+    let dups: u64 = [&sa, &sb, &sc].iter().map(|s| s.net.duplicates).sum();
+    assert!(injected > 0);
+    assert!(dups > 0, "duplicates were delivered and suppressed");
+    assert_eq!(fleet.conflicts(), 0);
+    assert_eq!(fleet.len(), 4);
+    for h in [a, b, c] {
+        h.shutdown().await;
+    }
+}
+
+fn offer_frame(k: &ClusterKey, from: &str, reply_to: SocketAddr) -> Vec<u8> {
+    let f = Frame {
+        header: Header {
+            v: PROTOCOL_VERSION,
+            from: from.into(),
+            reply_to,
+            id: 1,
+            sent_ms: now_ms(),
+        },
+        body: Body::Neg {
+            msg: Msg::Offer {
+                neg: NegId {
+                    origin: from.into(),
+                    seq: 1,
+                },
+                vm: "x".into(),
+                demand: 1.0,
+            },
+        },
+    };
+    let data = encode(k, &f).unwrap();
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&data);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_unknown_senders_are_rejected() {
+    let fleet = SimFleet::new(&[("b-1", "b", 100.0)]);
+    let b = start(&fleet, cfg("b", vec![]), Arc::new(NoModel)).await;
+    assert!(
+        wait_status(&b, Duration::from_secs(2), |s| s.role
+            == Some(Role::Underloaded))
+        .await
+    );
+    let addr = b.addr;
+    let forged = offer_frame(
+        &ClusterKey::new(b"not the cluster key at all!!").unwrap(),
+        "mallory",
+        addr,
+    );
+    let unknown = offer_frame(&key(), "stranger", addr);
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(&forged).unwrap();
+        // The agent closes the connection after a forged frame.
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(&unknown).unwrap();
+    })
+    .await
+    .unwrap();
+    assert!(
+        wait_status(&b, Duration::from_secs(3), |s| s.net.rejected_mac == 1
+            && s.unknown_sender == 1)
+        .await,
+        "{:?}",
+        b.status()
+    );
+    let st = b.status();
+    assert_eq!(st.reservations, 0);
+    assert_eq!(st.negotiation.offers, 0);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frame_is_refused_before_allocation() {
+    let fleet = SimFleet::new(&[("b-1", "b", 100.0)]);
+    let mut c = cfg("b", vec![]);
+    c.net.max_frame = 64 * 1024;
+    let b = start(&fleet, c, Arc::new(NoModel)).await;
+    let addr = b.addr;
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        // Claims 4 GiB - 1; only the 4-byte prefix and a few bytes follow.
+        s.write_all(&u32::MAX.to_be_bytes()).unwrap();
+        _ = s.write_all(&[0u8; 1024]);
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        // Closed by the agent (EOF or reset), not left hanging.
+        assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+    })
+    .await
+    .unwrap();
+    assert!(wait_status(&b, Duration::from_secs(3), |s| s.net.rejected_oversize == 1).await);
+    // The agent still serves: a well-formed frame from a member is processed.
+    let mut t = Scripted::new("t").await;
+    t.announce(addr, Role::Overloaded, 900.0);
+    assert!(
+        wait_status(&b, Duration::from_secs(3), |s| s
+            .peers
+            .iter()
+            .any(|p| p.id == "t"))
+        .await
+    );
+    t.send(
+        addr,
+        Msg::Offer {
+            neg: NegId {
+                origin: "t".into(),
+                seq: 7,
+            },
+            vm: "t-1".into(),
+            demand: 100.0,
+        },
+    );
+    assert!(matches!(
+        t.recv_neg(Duration::from_secs(3)).await,
+        Some((_, Msg::Accept { .. }))
+    ));
+    t.kill().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_aborts_uncommitted_negotiations() {
+    let fleet = SimFleet::new(&[("a-1", "a", 600.0), ("a-2", "a", 300.0)]);
+    let a = start(&fleet, cfg("a", vec![]), Arc::new(NoModel)).await;
+    let mut t = Scripted::new("t").await;
+    t.announce(a.addr, Role::Underloaded, 0.0);
+    let (_, offer) = t.recv_neg(Duration::from_secs(5)).await.expect("an offer");
+    let neg = offer.neg().clone();
+    // Shut a down while it waits for an answer: it tells the target it gives up.
+    a.shutdown().await;
+    let mut got_abort = false;
+    while let Some((_, m)) = t.recv_neg(Duration::from_secs(2)).await {
+        if m == (Msg::Abort { neg: neg.clone() }) {
+            got_abort = true;
+            break;
+        }
+    }
+    assert!(got_abort);
+    assert_eq!(fleet.moves(), 0);
+    t.kill().await;
+}
