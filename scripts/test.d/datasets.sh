@@ -5,6 +5,7 @@
 # byte for byte. Skipped (exit 0) when ../shared is absent: the project's own tests never need it.
 #
 #   bash scripts/test.d/datasets.sh        # run by scripts/test.sh
+#   KEEL_TRAINER=path/to/keel-trainer bash scripts/test.d/datasets.sh   # with a prebuilt binary
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 shared=../shared/datasets
@@ -13,8 +14,11 @@ if [ ! -d "$shared" ]; then
   exit 0
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keel/target}"
-cargo build -q --locked -p keel-trainer
-bin="$CARGO_TARGET_DIR/debug/keel-trainer"
+bin="${KEEL_TRAINER:-}" # a prebuilt keel-trainer, or build the debug one
+if [ -z "$bin" ]; then
+  cargo build -q --locked -p keel-trainer
+  bin="$CARGO_TARGET_DIR/debug/keel-trainer"
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 tar -xJf "$shared/planetlab/planetlab-2011-03.tar.xz" -C "$work"
