@@ -11,7 +11,7 @@
 //! `vm_conflicts` counts a VM promised to or placed on two hosts: a migration executed for a VM
 //! that was not on its source, or two negotiations executing the same VM at once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -248,8 +248,8 @@ pub fn cluster_timeouts() -> Timeouts {
 struct Tally {
     neg_messages: u64,
     migrations_src: u64,
-    /// VMs currently executing, to catch two negotiations moving one VM at once.
-    executing: HashSet<String>,
+    /// VMs currently executing → negotiation id, to catch two negotiations moving one VM at once.
+    executing: HashMap<String, String>,
     double_exec: u64,
 }
 
@@ -267,8 +267,11 @@ fn watch_events(mut rx: broadcast::Receiver<NodeEvent>, tally: Arc<Mutex<Tally>>
             let mut t = tally.lock().expect("tally lock is never poisoned");
             match e {
                 NodeEvent::Sent { .. } => t.neg_messages += 1,
-                NodeEvent::Executing { vm, .. } if !t.executing.insert(vm.clone()) => {
-                    t.double_exec += 1;
+                NodeEvent::Executing { vm, neg, .. } => {
+                    if let Some(other) = t.executing.insert(vm.clone(), neg.clone()) {
+                        warn!(%vm, %neg, %other, "Two negotiations executing one VM.");
+                        t.double_exec += 1;
+                    }
                 }
                 NodeEvent::Finished(r) if r.side == Side::Source => {
                     t.executing.remove(&r.vm);
@@ -419,7 +422,14 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
                 if let Some(h) = nodes[i].take() {
                     totals.absorb(&h.status());
                     info!(agent = %h.id, "Killing an agent.");
+                    let prefix = format!("{}#", h.id);
                     h.kill().await;
+                    // Its migrations in flight end with it.
+                    tally
+                        .lock()
+                        .expect("tally lock is never poisoned")
+                        .executing
+                        .retain(|_, neg| !neg.starts_with(&prefix));
                     // Whatever it was executing is over (the dry-run executor is instant).
                     kills += 1;
                     down.push((i, now + Duration::from_millis(args.down_ms)));
