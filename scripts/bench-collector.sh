@@ -6,6 +6,7 @@
 #
 #   scripts/bench-collector.sh            # 60 s
 #   BENCH_SECONDS=20 scripts/bench-collector.sh
+#   KEEL_COLLECTOR_BIN=/usr/local/bin/keel-collector scripts/bench-collector.sh
 #
 # The collector writes Parquet to a temp dir and, when victoria-metrics is installed, also to a
 # local VictoriaMetrics through the InfluxDB 2 write API (so both sinks are in the figures).
@@ -23,8 +24,12 @@ if ! command -v prometheus-node-exporter >/dev/null; then
     echo "run: sudo apt-get install -y prometheus-node-exporter" >&2; exit 1
   fi
 fi
-cargo build --release -q -p keel-collector --bin keel-collector
-BIN="$CARGO_TARGET_DIR/release/keel-collector"
+# KEEL_COLLECTOR_BIN=path skips the build (e.g. to measure an installed binary).
+BIN="${KEEL_COLLECTOR_BIN:-}"
+if [ -z "$BIN" ]; then
+  cargo build --release -q -p keel-collector --bin keel-collector
+  BIN="$CARGO_TARGET_DIR/release/keel-collector"
+fi
 
 TMP="$(mktemp -d)"
 PIDS=()
