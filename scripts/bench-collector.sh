@@ -45,6 +45,8 @@ TCK="$(getconf CLK_TCK)"
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+# PSS splits shared library pages among the processes mapping them (RSS counts them whole).
+pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
 
 INFLUX_ARGS=()
 if command -v victoria-metrics >/dev/null; then
@@ -61,7 +63,7 @@ prometheus-node-exporter --web.listen-address="127.0.0.1:$NEPORT" >/dev/null 2>&
 NE=$!; PIDS+=($NE)
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$NEPORT/metrics" >/dev/null && break; sleep 0.1; done
 
-"$BIN" --no-config --interval 1s --parquet-dir "$TMP/pq" --spool-dir "$TMP/spool" \
+NO_COLOR=1 LOG_FILTER=info "$BIN" --no-config --interval 1s --parquet-dir "$TMP/pq" --spool-dir "$TMP/spool" \
   "${INFLUX_ARGS[@]}" 2>"$TMP/collector.log" &
 KC=$!; PIDS+=($KC)
 
@@ -75,18 +77,20 @@ kc0=$(ticks $KC); ne0=$(ticks $NE); t0=$(date +%s.%N)
 sleep "$SECS"
 kc1=$(ticks $KC); ne1=$(ticks $NE); t1=$(date +%s.%N)
 kc_rss=$(rss_kb $KC); kc_hwm=$(hwm_kb $KC); ne_rss=$(rss_kb $NE); ne_hwm=$(hwm_kb $NE)
+kc_pss=$(pss_kb $KC); ne_pss=$(pss_kb $NE)
 kill -TERM $KC; wait $KC || true
-rounds=$(grep -o 'rounds=[0-9]*' "$TMP/collector.log" | tail -1 || true)
+counters=$(sed 's/\x1b\[[0-9;]*m//g' "$TMP/collector.log" | grep 'counters (shutdown)' | grep -o '[a-z_]*=[0-9]*' | tr '\n' ' ' || true)
 
 awk -v kc0="$kc0" -v kc1="$kc1" -v ne0="$ne0" -v ne1="$ne1" -v t0="$t0" -v t1="$t1" -v tck="$TCK" \
-    -v kr="$kc_rss" -v kh="$kc_hwm" -v nr="$ne_rss" -v nh="$ne_hwm" -v secs="$SECS" 'BEGIN {
+    -v kr="$kc_rss" -v kh="$kc_hwm" -v nr="$ne_rss" -v nh="$ne_hwm" -v kp="$kc_pss" -v np="$ne_pss" 'BEGIN {
   el = t1 - t0
   kcpu = (kc1 - kc0) / tck; ncpu = (ne1 - ne0) / tck
   printf "window: %.1f s (interval 1 s; node_exporter scraped every 1 s)\n", el
-  printf "%-26s %10s %10s %12s %12s\n", "process", "RSS MB", "peak MB", "CPU s", "% of a core"
-  printf "%-26s %10.2f %10.2f %12.3f %12.3f\n", "keel-collector", kr/1024, kh/1024, kcpu, 100*kcpu/el
-  printf "%-26s %10.2f %10.2f %12.3f %12.3f\n", "prometheus-node-exporter", nr/1024, nh/1024, ncpu, 100*ncpu/el
+  printf "%-26s %8s %8s %8s %10s %12s\n", "process", "RSS MB", "peak MB", "PSS MB", "CPU s", "% of a core"
+  printf "%-26s %8.2f %8.2f %8.2f %10.3f %12.3f\n", "keel-collector", kr/1024, kh/1024, kp/1024, kcpu, 100*kcpu/el
+  printf "%-26s %8.2f %8.2f %8.2f %10.3f %12.3f\n", "prometheus-node-exporter", nr/1024, nh/1024, np/1024, ncpu, 100*ncpu/el
   ok = (kh/1024 <= 10 && 100*kcpu/el <= 0.5 && kh < nh && kcpu <= ncpu)
   printf "targets (<= 10 MB, <= 0.5 %% of a core, below node_exporter): %s\n", ok ? "met" : "NOT met"
 }'
-echo "collector: ${rounds:-?} (CPU time resolution: 1/$TCK s)"
+echo "collector counters: ${counters:-?}"
+echo "CPU time resolution: 1/$TCK s; binary: $BIN"
