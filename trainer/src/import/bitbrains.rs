@@ -47,6 +47,11 @@ pub const FIELDS: usize = 11;
 /// The longest a sample is held onto later grid points, seconds.
 pub const HOLD_S: i64 = 450;
 
+/// Latest timestamp accepted (9999-12-31T23:59:59Z), so grid arithmetic cannot overflow.
+const MAX_TS_S: i64 = 253_402_300_799;
+/// Longest span of one file, days: bounds the grid (and memory) a single file can ask for.
+pub const MAX_SPAN_DAYS: i64 = 400;
+
 /// Column names, for error messages.
 const FIELD_NAMES: [&str; FIELDS] = [
     "Timestamp",
@@ -193,8 +198,8 @@ impl Mode {
 /// # Errors
 /// [`ImportError::Parse`] naming the file and line: a header or row without 11 `;`-separated
 /// fields (wrong separator, a cut-off row), a field that is not a finite non-negative number,
-/// fractional cores, a timestamp going backwards, a last line without its newline (a truncated
-/// file), or no data rows at all.
+/// fractional cores, a timestamp past the year 9999 or going backwards, a last line without its
+/// newline (a truncated file), timestamps spanning more than [`MAX_SPAN_DAYS`], or no data rows.
 pub fn parse_file(path: &Path, text: &str) -> Result<ParsedFile> {
     let err = |line: usize, message: String| ImportError::Parse {
         path: path.to_path_buf(),
@@ -258,11 +263,14 @@ pub fn parse_file(path: &Path, text: &str) -> Result<ParsedFile> {
             }
         }
         // Header says ms, data are seconds; accept real milliseconds too.
-        let ts_s = if f[0] > 1e11 {
-            (f[0] / 1000.0).round() as i64
-        } else {
-            f[0].round() as i64
-        };
+        let secs = if f[0] > 1e11 { f[0] / 1000.0 } else { f[0] };
+        if secs > MAX_TS_S as f64 {
+            return Err(err(
+                line,
+                format!("field 1 (Timestamp): {} is past the year 9999", fields[0]),
+            ));
+        }
+        let ts_s = secs.round() as i64;
         if let Some((p, pl)) = prev {
             if ts_s < p {
                 return Err(err(
@@ -302,6 +310,16 @@ pub fn parse_file(path: &Path, text: &str) -> Result<ParsedFile> {
         return Err(err(
             records.len() + 1,
             "last line has no newline: truncated file?".into(),
+        ));
+    }
+    let span_days = (records[records.len() - 1].ts_s - records[0].ts_s) / 86_400;
+    if span_days > MAX_SPAN_DAYS {
+        return Err(err(
+            records.len() + 1,
+            format!(
+                "timestamps span {span_days} days (a GWA-T-12 file covers about a month; at most \
+                 {MAX_SPAN_DAYS} accepted)"
+            ),
         ));
     }
     Ok(ParsedFile {
@@ -633,6 +651,70 @@ mod tests {
         assert_eq!(start, 1200);
         assert_eq!(utils(&v), vec![Some(0.3), Some(0.4)]);
         assert!(resample(&r, 3000, 4000).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(body in "[0-9e;\t .,x-]{0,200}(\n[0-9e;\t .,x-]{0,120}){0,4}\n?") {
+            let text = format!("{HEADER}{body}");
+            for t in [&text, &body] {
+                match parse_file(Path::new("p.csv"), t) {
+                    Ok(p) => proptest::prop_assert!(!p.records.is_empty()),
+                    Err(e) => proptest::prop_assert!(e.to_string().starts_with("p.csv:")),
+                }
+            }
+        }
+
+        /// Each grid value is the latest record at or before the grid point when at most HOLD_S
+        /// old, else null; the grid covers first..=last record on multiples of STEP_S.
+        #[test]
+        fn resample_is_sample_and_hold(
+            t0 in 1_000_000_i64..2_000_000,
+            steps in proptest::collection::vec(0_i64..1000, 1..60),
+        ) {
+            let mut t = t0;
+            let mut r = vec![rec(t, 0.0)];
+            for (i, s) in steps.iter().enumerate() {
+                t += s;
+                r.push(rec(t, (i + 1) as f64));
+            }
+            let Some((start, v)) = resample(&r, i64::MIN / 2, i64::MAX / 2) else {
+                // Only when no grid point lies between the first and last record.
+                proptest::prop_assert!(t0.div_euclid(STEP_S) == t.div_euclid(STEP_S) && t0 % STEP_S != 0);
+                return Ok(());
+            };
+            proptest::prop_assert_eq!(start % STEP_S, 0);
+            proptest::prop_assert!(start >= t0 && start - t0 < STEP_S);
+            let end = start + (v.len() as i64 - 1) * STEP_S;
+            proptest::prop_assert!(end <= t && t - end < STEP_S);
+            for (k, got) in utils(&v).into_iter().enumerate() {
+                let g = start + k as i64 * STEP_S;
+                let want = r
+                    .iter()
+                    .rev()
+                    .find(|x| x.ts_s <= g)
+                    .filter(|x| g - x.ts_s <= HOLD_S)
+                    .and_then(|x| x.values.map(|m| m.cpu_util));
+                proptest::prop_assert_eq!(got, want);
+            }
+        }
+    }
+
+    #[test]
+    fn absurd_timestamps_are_errors_not_panics() {
+        let far = format!("{HEADER}{}", row(1_000_000_000_000_000_000, 1, 5.0));
+        let e = parse_file(Path::new("1.csv"), &far)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("1.csv:2: field 1 (Timestamp)") && e.contains("9999"),
+            "{e}"
+        );
+        let long = format!("{HEADER}{}{}", row(0, 1, 5.0), row(1_372_629_804, 1, 5.0));
+        let e = parse_file(Path::new("1.csv"), &long)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1.csv:3: timestamps span 15886 days"), "{e}");
     }
 
     #[test]

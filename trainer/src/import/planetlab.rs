@@ -303,6 +303,16 @@ mod tests {
         assert!(e.starts_with("f:2: \"NaN\" is not a number"), "{e}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(text in "([0-9a-z ,;.eE+-]{0,8}\n){0,300}") {
+            match parse_file(Path::new("f"), &text) {
+                Ok(v) => proptest::prop_assert_eq!(v.len(), SAMPLES_PER_DAY),
+                Err(e) => proptest::prop_assert!(e.to_string().starts_with("f:")),
+            }
+        }
+    }
+
     #[test]
     fn folder_name_is_the_date() {
         assert_eq!(
