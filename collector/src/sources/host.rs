@@ -520,6 +520,31 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the raw counters do (including going backwards), the clamped fractions are
+        /// each in [0, 1] and sum to 1.
+        #[test]
+        fn fractions_are_a_distribution(rounds in proptest::collection::vec(
+            proptest::array::uniform8(0u64..1_000_000), 2..20)) {
+            let mut mono = [Monotonic::default(); 8];
+            let mut prev: Option<[u64; 8]> = None;
+            for raw in rounds {
+                let mut now = [0u64; 8];
+                for ((n, r), m) in now.iter_mut().zip(raw).zip(mono.iter_mut()) {
+                    *n = m.clamp(r);
+                }
+                if let Some(p) = prev {
+                    if let Some(f) = cpu_fractions(&p, &now) {
+                        proptest::prop_assert!(f.modes.iter().all(|v| (0.0..=1.0).contains(v)));
+                        proptest::prop_assert!((f.modes.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+                        proptest::prop_assert!((-1e-9..=1.0 + 1e-9).contains(&f.util()));
+                    }
+                }
+                prev = Some(now);
+            }
+        }
+    }
+
     #[test]
     fn fractions_need_time() {
         assert_eq!(cpu_fractions(&[1; 8], &[1; 8]), None);
