@@ -60,8 +60,8 @@ for src in "${files[@]}"; do
     prefix="${body%)*}"
     printf '%s\n' "$prefix" > "$tmp/$name.unclosed.lcc"
     expect_reject "$tmp/$name.unclosed.lcc"
-    # 3. The first `::` replaced by `:`.
-    sed '0,/::/s//:/' "$src" > "$tmp/$name.colon.lcc"
+    # 3. The first clause's `::` replaced by `:`.
+    sed '0,/)[[:space:]]*::/s//) :/' "$src" > "$tmp/$name.colon.lcc"
     expect_reject "$tmp/$name.colon.lcc"
     # 4. A stray `=>` appended.
     { cat "$src"; printf '\n=>\n'; } > "$tmp/$name.stray.lcc"
