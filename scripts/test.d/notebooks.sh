@@ -29,9 +29,9 @@ run_nb() { # run_nb LABEL NOTEBOOK [VAR=VALUE ...]: execute one notebook with ex
 run_nb planetlab-20110303 notebooks/01-datasets.ipynb KEEL_DATASET=datasets/planetlab-20110303.parquet
 run_nb bitbrains-rnd-2013-07 notebooks/01-datasets.ipynb KEEL_DATASET=datasets/bitbrains-rnd-2013-07.parquet
 
-# 02: the shipped model (or, until one is shipped, a model trained here on 20110303), evaluated by
-# `keel-trainer eval --json` on a PlanetLab day it was not trained on (or on every row with
-# --all-rows), so that the notebook's rebuilt figures must match the trainer's exactly.
+# 02: the shipped model (or, without one, a model trained here on 20110303), evaluated by
+# `keel-trainer eval --json` on every row of a PlanetLab day and of Bitbrains, so that the
+# notebook's rebuilt figures must match the trainer's exactly.
 trainer=(cargo run -q -p keel-trainer --)
 model=models/stability.json
 if [ ! -f "$model" ]; then
@@ -39,21 +39,24 @@ if [ ! -f "$model" ]; then
   model="$work/stability.json"
   "${trainer[@]}" train --data datasets/planetlab-20110303.parquet -o "$model"
 fi
-read -r eval_data eval_flags < <("$PY" - "$model" <<'PY'
+# Which rows each file gives: all of them when the model never saw the file, else --all-rows
+# (without it eval scores only the held-out side, which the notebook does not rebuild).
+eval_flags() {
+  "$PY" - "$model" "$1" <<'PY'
 import hashlib, json, sys
-files = json.load(open(sys.argv[1]))["provenance"]["files"]
-trained = {f["sha256"] for f in files}
-days = ["datasets/planetlab-20110306.parquet", "datasets/planetlab-20110303.parquet"]
-sha = {d: hashlib.sha256(open(d, "rb").read()).hexdigest() for d in days}
-unseen = [d for d in days if sha[d] not in trained]
-print(unseen[0] if unseen else days[0], "" if unseen else "--all-rows")
+trained = {f["sha256"] for f in json.load(open(sys.argv[1]))["provenance"]["files"]}
+print("--all-rows" if hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest() in trained else "")
 PY
-)
-echo "-- keel-trainer eval --model $model --data $eval_data $eval_flags --json"
-# shellcheck disable=SC2086 # eval_flags is empty or one flag
-"${trainer[@]}" eval --model "$model" --data "$eval_data" $eval_flags --json > "$work/eval.json"
-run_nb "$(basename "$model") on $(basename "$eval_data" .parquet)" notebooks/02-stability-model.ipynb \
-  KEEL_MODEL="$model" KEEL_EVAL_JSON="$work/eval.json" KEEL_DATASET="$eval_data"
+}
+for eval_data in datasets/planetlab-20110306.parquet datasets/bitbrains-rnd-2013-07.parquet; do
+  flags="$(eval_flags "$eval_data")"
+  out="$work/eval-$(basename "$eval_data" .parquet).json"
+  echo "-- keel-trainer eval --model $model --data $eval_data $flags --json"
+  # shellcheck disable=SC2086 # flags is empty or one flag
+  "${trainer[@]}" eval --model "$model" --data "$eval_data" $flags --json > "$out"
+  run_nb "$(basename "$model") on $(basename "$eval_data" .parquet)" notebooks/02-stability-model.ipynb \
+    KEEL_MODEL="$model" KEEL_EVAL_JSON="$out" KEEL_DATASET="$eval_data"
+done
 
 echo
 echo "notebooks executed:"
