@@ -142,6 +142,54 @@ async fn overloaded_agent_migrates_a_vm_over_tcp() {
     assert_eq!(fleet.moves(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_interaction_model_drives_roles_and_target_choice() {
+    // Same fleet, every agent deciding through the seed slides' LCC model.
+    let fleet = SimFleet::new(&[
+        ("a-1", "a", 500.0),
+        ("a-2", "a", 400.0),
+        ("b-1", "b", 100.0),
+        ("c-1", "c", 200.0),
+    ]);
+    let lcc = |id: &str, seeds| {
+        let mut c = cfg(id, seeds);
+        c.interaction_model = Some(keel_agent::negotiation::lcc::SEED_MODEL.to_string());
+        c
+    };
+    let a = start(&fleet, lcc("a", vec![]), Arc::new(NoModel)).await;
+    let mut ev = a.events();
+    let b = start(&fleet, lcc("b", vec![a.addr]), Arc::new(NoModel)).await;
+    let c = start(&fleet, lcc("c", vec![a.addr]), Arc::new(NoModel)).await;
+    let e = wait_event(&mut ev, Duration::from_secs(10), migrated_source)
+        .await
+        .expect("a migration within 10 s");
+    let NodeEvent::Finished(r) = e else {
+        unreachable!()
+    };
+    assert_eq!((r.vm.as_str(), r.peer.as_str()), ("a-2", "b"));
+    assert_eq!(fleet.conflicts(), 0);
+    assert!(
+        wait_status(&b, Duration::from_secs(3), |s| s.role
+            == Some(Role::Underloaded))
+        .await
+    );
+    for h in [a, b, c] {
+        h.shutdown().await;
+    }
+    // A model that does not compile stops the agent from starting.
+    let mut bad = cfg("d", vec![]);
+    bad.interaction_model = Some("a(idle, I) :: ".into());
+    let fleet = SimFleet::new(&[]);
+    assert!(node::spawn(
+        bad,
+        fleet.load_for("d"),
+        Arc::new(fleet.executor()),
+        Arc::new(NoModel)
+    )
+    .await
+    .is_err());
+}
+
 /// A logistic model on `cpu_std`: a host whose utilisation swings is unstable.
 fn swing_model() -> ModelFile {
     let schema = FeatureSchema::cpu_default();

@@ -54,6 +54,8 @@ fn args(path: &Path) -> ClusterArgs {
         drop: 0.0,
         duplicate: 0.0,
         model: None,
+        interaction_model: None,
+        no_lcc: false,
         seed: 7,
         json: true,
     }
@@ -95,6 +97,7 @@ async fn fleet_with_killed_peers_and_lossy_links_has_no_conflicts() {
     a.kill = 1.5;
     a.drop = 0.1;
     a.duplicate = 0.1;
+    a.no_lcc = true;
     let r = run(&a).await.unwrap();
     assert!(r.kills >= 1, "{r:?}");
     assert!(r.faults_injected > 0, "{r:?}");

@@ -64,6 +64,12 @@ pub struct ClusterArgs {
     /// Stability model to rank targets with.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// LCC interaction model choosing roles and targets (default: the seed slides' model).
+    #[arg(long)]
+    pub interaction_model: Option<PathBuf>,
+    /// Decide roles by thresholds alone, without an interaction model.
+    #[arg(long, conflicts_with = "interaction_model")]
+    pub no_lcc: bool,
     /// RNG seed (placement is deterministic regardless).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -329,6 +335,14 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
     let mut seed = [0u8; 32];
     ChaCha8Rng::seed_from_u64(args.seed).fill(&mut seed);
     let key = ClusterKey::new(&seed).context("cluster key")?;
+    let interaction_model = match (&args.interaction_model, args.no_lcc) {
+        (_, true) => None,
+        (Some(p), false) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading interaction model {}", p.display()))?,
+        ),
+        (None, false) => Some(crate::negotiation::lcc::SEED_MODEL.to_string()),
+    };
     let ranker: Arc<dyn Ranker> = match &args.model {
         Some(p) => {
             let r = ModelRanker::from_path(p);
@@ -358,6 +372,7 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
             seed: args.seed.wrapping_add(i as u64),
         };
         c.seed = args.seed.wrapping_add(1000 + i as u64);
+        c.interaction_model.clone_from(&interaction_model);
         c
     };
     let tally = Arc::new(Mutex::new(Tally::default()));

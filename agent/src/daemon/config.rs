@@ -118,6 +118,9 @@ pub struct FileConfig {
     pub model: Option<PathBuf>,
     /// Folder of interaction models (`*.lcc`).
     pub models_dir: Option<PathBuf>,
+    /// The interaction model that chooses roles and targets (a file name in `models_dir`, or a
+    /// path); default `migration.lcc` in `models_dir` if present, else the built-in seed model.
+    pub interaction_model: Option<PathBuf>,
     /// Where adopted policy bundles are installed.
     pub policy_dir: Option<PathBuf>,
     /// Trusted policy signer's ed25519 public key, hex.
@@ -221,6 +224,8 @@ pub struct Settings {
     pub model: Option<PathBuf>,
     /// Interaction models folder.
     pub models_dir: Option<PathBuf>,
+    /// The interaction model file, if one is configured or found.
+    pub interaction_model: Option<PathBuf>,
     /// Policy folder.
     pub policy_dir: Option<PathBuf>,
     /// Trusted policy key.
@@ -345,6 +350,15 @@ impl Settings {
                 .unwrap_or_else(|| vec![Role::Overloaded, Role::Underloaded]),
             collector_dir: cli.collector_dir.or(file.collector_dir),
             model: cli.model.or(file.model),
+            interaction_model: {
+                let dir = cli.models_dir.clone().or(file.models_dir.clone());
+                match (file.interaction_model, &dir) {
+                    (Some(p), Some(d)) if p.is_relative() => Some(d.join(p)),
+                    (Some(p), _) => Some(p),
+                    (None, Some(d)) => Some(d.join("migration.lcc")).filter(|p| p.exists()),
+                    (None, None) => None,
+                }
+            },
             models_dir: cli.models_dir.or(file.models_dir),
             policy_dir: file.policy_dir,
             policy_key,

@@ -108,7 +108,10 @@ pub fn check_models(dir: &Path) -> anyhow::Result<usize> {
                     .first()
                     .map(|e| keel_lcc::diag::short(&map, e))
                     .unwrap_or_default();
-                bail!("{} error(s) in an interaction model; first: {first}", errs.len());
+                bail!(
+                    "{} error(s) in an interaction model; first: {first}",
+                    errs.len()
+                );
             }
             n += 1;
         }
@@ -133,6 +136,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             Err(e) => warn!(error = %format!("{e:#}"), "Interaction models not usable."),
         }
     }
+    let interaction_model = match &s.interaction_model {
+        Some(p) => {
+            let src = std::fs::read_to_string(p)
+                .with_context(|| format!("reading interaction model {}", p.display()))?;
+            info!(model = %p.display(), "Interaction model chooses roles and targets.");
+            src
+        }
+        None => {
+            info!("Interaction model: the built-in seed model.");
+            crate::negotiation::lcc::SEED_MODEL.to_string()
+        }
+    };
     let exec = make_executor(s.executor.0, &s.executor.1)?;
     let load: Box<dyn LoadSource> = match &s.collector_dir {
         Some(d) => Box::new(CollectorDir::new(d.clone(), s.id.clone(), s.capacity)),
@@ -160,6 +175,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     nc.libvirt_uri = s.libvirt_uri.clone();
     nc.policy_key = s.policy_key;
     nc.policy_dir = s.policy_dir.clone();
+    nc.interaction_model = Some(interaction_model);
     let rt = runtime()?;
     rt.block_on(async move {
         let handle = node::spawn(nc, load, exec, Arc::clone(&ranker) as Arc<dyn Ranker>)

@@ -24,8 +24,10 @@
 //! target. [`Negotiator`] is a pure state machine (time is passed in), driven by the node runtime
 //! and testable under a virtual clock.
 //!
-//! [`rank`] orders candidate targets with the stability model.
+//! [`rank`] orders candidate targets with the stability model; [`lcc`] lets an LCC interaction
+//! model choose the role and the target.
 
+pub mod lcc;
 pub mod rank;
 
 use std::collections::{HashMap, VecDeque};

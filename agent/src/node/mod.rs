@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::negotiation::lcc::{Decision, Facts, LccPolicy, LccPolicyError};
 use crate::negotiation::rank::{rank, Candidate, Ranker};
 use crate::negotiation::{
     Action, Local, Msg, NegCounts, Negotiator, Outcome, Record, Side, Timeouts,
@@ -154,6 +155,19 @@ pub struct NodeConfig {
     pub policy_dir: Option<PathBuf>,
     /// Seed for the gossip peer choice.
     pub seed: u64,
+    /// LCC interaction model (source text) that chooses roles and targets; `None`: thresholds.
+    pub interaction_model: Option<String>,
+}
+
+/// Why an agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The listener.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The interaction model.
+    #[error(transparent)]
+    Policy(#[from] LccPolicyError),
 }
 
 impl NodeConfig {
@@ -183,6 +197,7 @@ impl NodeConfig {
             policy_key: None,
             policy_dir: None,
             seed: 0,
+            interaction_model: None,
         }
     }
 }
@@ -325,13 +340,18 @@ impl NodeHandle {
 /// Starts an agent.
 ///
 /// # Errors
-/// Binding the listen address.
+/// Binding the listen address; an interaction model that does not compile.
 pub async fn spawn(
     cfg: NodeConfig,
     load: Box<dyn LoadSource>,
     exec: Arc<dyn Executor>,
     ranker: Arc<dyn Ranker>,
-) -> Result<NodeHandle, NetError> {
+) -> Result<NodeHandle, SpawnError> {
+    let lcc = cfg
+        .interaction_model
+        .as_deref()
+        .map(|src| LccPolicy::new(src, &cfg.id))
+        .transpose()?;
     let tracker = TaskTracker::new();
     let kill = CancellationToken::new();
     let shutdown = CancellationToken::new();
@@ -392,6 +412,7 @@ pub async fn spawn(
         events: events.clone(),
         tracker: tracker.clone(),
         policy_version,
+        lcc,
     };
     tracker.spawn(actor.run(inbox, exec_rx, shutdown.clone(), kill.clone()));
     Ok(NodeHandle {
@@ -435,6 +456,8 @@ struct Actor {
     events: broadcast::Sender<NodeEvent>,
     tracker: TaskTracker,
     policy_version: u64,
+    /// The interaction model's peer, when one chooses roles.
+    lcc: Option<LccPolicy>,
 }
 
 impl Actor {
@@ -625,11 +648,65 @@ impl Actor {
         } else {
             0.0
         };
+        self.cooldown.retain(|_, t| *t > now);
         let allowed = |r: Role| self.cfg.roles.contains(&r);
-        let role = if self.util > self.cfg.high && allowed(Role::Overloaded) {
-            Role::Overloaded
-        } else if self.util < self.cfg.low && allowed(Role::Underloaded) {
-            Role::Underloaded
+        // The interaction model decides the role and, when overloaded, the target (ranked by the
+        // stability model through the LCC directory); without one, the thresholds decide.
+        let mut offer: Option<(String, f64, String)> = None;
+        let decided = match self.lcc.take() {
+            Some(mut lcc) => {
+                let facts = Facts {
+                    util: self.util,
+                    high: self.cfg.high,
+                    low: self.cfg.low,
+                    need: self.used() - self.cfg.high * self.cfg.capacity,
+                    free: self.cfg.capacity * self.cfg.accept_below - self.used(),
+                };
+                let can_offer = self.neg.is_idle() && allowed(Role::Overloaded);
+                let mut picked: Option<(String, f64)> = None;
+                let decision = {
+                    let me = &*self;
+                    let mut choose = |need: f64| {
+                        if !can_offer {
+                            return None;
+                        }
+                        let (vm, demand) = me.pick_vm(need)?;
+                        let target = me.best_target(now, demand)?;
+                        picked = Some((vm, demand));
+                        Some(target)
+                    };
+                    lcc.decide(facts, &mut choose)
+                };
+                self.lcc = Some(lcc);
+                match decision {
+                    Ok(Decision::Offer { target, .. }) => {
+                        if let Some((vm, demand)) = picked {
+                            offer = Some((vm, demand, target));
+                        }
+                        Role::Overloaded
+                    }
+                    Ok(Decision::Overloaded) => Role::Overloaded,
+                    Ok(Decision::Underloaded) => Role::Underloaded,
+                    Ok(Decision::Idle) => Role::Idle,
+                    Err(e) => {
+                        warn!(error = %e, "Interaction model failed; staying idle.");
+                        Role::Idle
+                    }
+                }
+            }
+            None => {
+                if self.util > self.cfg.high {
+                    Role::Overloaded
+                } else if self.util < self.cfg.low {
+                    Role::Underloaded
+                } else {
+                    Role::Idle
+                }
+            }
+        };
+        // The operator's role list still applies: an agent takes only roles it allows.
+        let role = if allowed(decided) {
+            decided
         } else {
             Role::Idle
         };
@@ -649,36 +726,52 @@ impl Actor {
                 me.history.remove(0);
             }
         });
-        self.cooldown.retain(|_, t| *t > now);
         if role == Role::Overloaded && self.neg.is_idle() {
-            self.try_offload(now);
+            let chosen = match offer {
+                Some(o) => Some(o),
+                None if self.lcc.is_none() => self
+                    .pick_vm(self.used() - self.cfg.high * self.cfg.capacity)
+                    .and_then(|(vm, d)| self.best_target(now, d).map(|t| (vm, d, t))),
+                None => None,
+            };
+            match chosen {
+                Some((vm, demand, target)) => {
+                    info!(%vm, demand, %target, "Offering a VM.");
+                    let acts = self.neg.start(now, &vm, demand, &target);
+                    self.apply(acts);
+                }
+                None => {
+                    debug!(id = %self.cfg.id, "Overloaded, but no underloaded peer can take a VM.")
+                }
+            }
         }
         self.publish_status();
     }
 
-    /// Picks a VM and the best-ranked target and starts a negotiation.
-    fn try_offload(&mut self, now: Instant) {
-        let excess = self.used() - self.cfg.high * self.cfg.capacity;
+    /// The VM to shed for `excess` CPU: the smallest that removes it, else the largest.
+    fn pick_vm(&self, excess: f64) -> Option<(String, f64)> {
         let mut vms: Vec<&(String, f64)> = self
             .vms
             .iter()
             .filter(|(v, d)| !self.moved_out.contains_key(v) && *d > 0.0)
             .collect();
-        if vms.is_empty() {
-            return;
-        }
-        // The smallest VM that removes the excess, else the largest.
         vms.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-        let (vm, demand) = vms
-            .iter()
+        vms.iter()
             .find(|(_, d)| *d >= excess)
             .or(vms.last())
             .map(|(v, d)| (v.clone(), *d))
-            .expect("vms is not empty");
+    }
+
+    /// The best-ranked live underloaded peer with room for `demand`.
+    fn best_target(&self, now: Instant, demand: f64) -> Option<String> {
         let candidates: Vec<Candidate> = self
             .members
             .alive(now)
-            .filter(|p| p.role == Role::Underloaded && !self.cooldown.contains_key(&p.id))
+            .filter(|p| {
+                p.id != self.cfg.id
+                    && p.role == Role::Underloaded
+                    && !self.cooldown.contains_key(&p.id)
+            })
             .map(|p| Candidate {
                 id: p.id.clone(),
                 free: p.capacity * self.cfg.accept_below - p.used,
@@ -687,14 +780,9 @@ impl Actor {
             })
             .collect();
         let ranked = rank(self.ranker.as_ref(), candidates, demand);
-        let Some(best) = ranked.first() else {
-            debug!(id = %self.cfg.id, %vm, "Overloaded, but no underloaded peer can take the VM.");
-            return;
-        };
-        info!(%vm, demand, target = %best.candidate.id, score = ?best.score, "Offering a VM.");
-        let target = best.candidate.id.clone();
-        let acts = self.neg.start(now, &vm, demand, &target);
-        self.apply(acts);
+        let best = ranked.first()?;
+        debug!(target = %best.candidate.id, score = ?best.score, unstable = best.unstable, "Target ranked first.");
+        Some(best.candidate.id.clone())
     }
 
     fn gossip(&mut self) {
