@@ -676,3 +676,86 @@ async fn graceful_shutdown_aborts_uncommitted_negotiations() {
     assert_eq!(fleet.moves(), 0);
     t.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_bundle_spreads_and_forgeries_or_old_versions_are_refused() {
+    use keel_agent::node::policy::Bundle;
+    let signer = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let fleet = SimFleet::new(&[
+        ("a-1", "a", 600.0),
+        ("b-1", "b", 600.0),
+        ("c-1", "c", 600.0),
+    ]);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mk = |id: &str, i: usize, seeds| {
+        let mut c = cfg(id, seeds);
+        c.policy_key = Some(signer.verifying_key());
+        c.policy_dir = Some(dirs[i].path().to_path_buf());
+        c
+    };
+    let a = start(&fleet, mk("a", 0, vec![]), Arc::new(NoModel)).await;
+    let b = start(&fleet, mk("b", 1, vec![a.addr]), Arc::new(NoModel)).await;
+    let c = start(&fleet, mk("c", 2, vec![a.addr]), Arc::new(NoModel)).await;
+    for h in [&a, &b, &c] {
+        assert!(wait_status(h, Duration::from_secs(5), |s| s.peers.len() == 2).await);
+    }
+    let files = std::collections::BTreeMap::from([(
+        "migration.lcc".to_string(),
+        keel_agent::negotiation::lcc::SEED_MODEL.to_string(),
+    )]);
+    let v2 = Bundle::sign(&signer, 2, files.clone()).unwrap();
+    // Handed to a only; a verifies, installs and spreads it.
+    keel_agent::daemon::send_bundle(key(), v2, &[a.addr])
+        .await
+        .unwrap();
+    for h in [&a, &b, &c] {
+        assert!(
+            wait_status(h, Duration::from_secs(5), |s| s.policy_version == 2).await,
+            "{} did not adopt",
+            h.id
+        );
+    }
+    for d in &dirs {
+        assert_eq!(Bundle::installed_version(d.path()), 2);
+        assert!(d.path().join("migration.lcc").exists());
+    }
+    // An older bundle, a bundle signed by another key and a tampered one are all refused.
+    let mut ev = b.events();
+    let old = Bundle::sign(&signer, 1, files.clone()).unwrap();
+    let other = Bundle::sign(
+        &ed25519_dalek::SigningKey::from_bytes(&[8; 32]),
+        9,
+        files.clone(),
+    )
+    .unwrap();
+    let mut tampered = Bundle::sign(&signer, 3, files).unwrap();
+    tampered
+        .files
+        .insert("evil.lcc".into(), "a(idle, I) :: null <- x".into());
+    keel_agent::daemon::send_bundle(key(), old, &[b.addr])
+        .await
+        .unwrap();
+    keel_agent::daemon::send_bundle(key(), other, &[b.addr])
+        .await
+        .unwrap();
+    keel_agent::daemon::send_bundle(key(), tampered, &[b.addr])
+        .await
+        .unwrap();
+    let mut refused = 0;
+    while refused < 2 {
+        match wait_event(&mut ev, Duration::from_secs(3), |e| {
+            matches!(e, NodeEvent::BundleRefused(_) | NodeEvent::BundleAdopted(_))
+        })
+        .await
+        {
+            Some(NodeEvent::BundleRefused(_)) => refused += 1,
+            other => panic!("expected refusals, got {other:?}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.status().policy_version, 2);
+    assert!(!dirs[1].path().join("evil.lcc").exists());
+    for h in [a, b, c] {
+        h.shutdown().await;
+    }
+}
