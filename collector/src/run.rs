@@ -78,15 +78,18 @@ impl Sources {
     /// Polls every source; returns the number of failed reads.
     fn poll(&mut self, round: &mut Round, dt_s: f64, host_id: &str) -> u64 {
         self.host.poll(round, dt_s);
-        let mut errors = self.host.take_errors();
+        let errors = self.host.take_errors();
         if let Some(c) = &mut self.cgroup {
             c.poll(round, dt_s, host_id);
         }
         #[cfg(feature = "libvirt")]
-        if let Some(l) = &mut self.libvirt {
-            l.poll(round, dt_s, host_id);
-            errors += l.take_errors();
-        }
+        let errors = match &mut self.libvirt {
+            Some(l) => {
+                l.poll(round, dt_s, host_id);
+                errors + l.take_errors()
+            }
+            None => errors,
+        };
         errors
     }
 }
