@@ -1,74 +1,261 @@
 //! `keel-agent replay`: the agents on recorded traces under a virtual clock, next to CloudSim's
 //! baselines, with CloudSim's metrics and Keel's own.
+//!
+//! One command runs every chosen policy on the same data centre and workload (see
+//! [`crate::sim`]) and prints a table; `--json`, `--csv`, `--report DIR` (HTML with plots) and
+//! `--export-hosts FILE` (host-level series for the trainer) write the same results elsewhere.
+
+mod output;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use keel_core::model::ModelFile;
 
+use crate::sim::engine::HostSeries;
 use crate::sim::heuristics::{Heuristic, NoMigration};
+use crate::sim::keel::{KeelPolicy, Transport, Variant};
 use crate::sim::{Engine, Policy, PolicyResult, Scenario, Workload};
 
-/// Default policy list.
-pub const DEFAULT_POLICIES: &str = "no-migration,thr-mmt-0.8,iqr-mmt-1.5,mad-mmt-2.5,lr-mmt-1.2";
+/// The baselines run by default.
+pub const BASELINES: [&str; 5] = [
+    "no-migration",
+    "thr-mmt-0.8",
+    "iqr-mmt-1.5",
+    "mad-mmt-2.5",
+    "lr-mmt-1.2",
+];
 
 /// Arguments of `keel-agent replay`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
     /// Canonical Parquet dataset (VM rows with `cpu_util`; inventory in the metadata).
     #[arg(long)]
     pub dataset: PathBuf,
-    /// `cloudsim-planetlab` or a scenario TOML file.
+    /// `cloudsim-planetlab` or a scenario TOML file (hosts, power models, interval).
     #[arg(long, default_value = "cloudsim-planetlab")]
     pub scenario: String,
-    /// Policies to run, comma-separated.
-    #[arg(long, default_value = DEFAULT_POLICIES, value_delimiter = ',')]
+    /// Stability model (JSON written by `keel-trainer train`); adds the `keel-*+model` policies.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Policies to run, comma-separated. Baselines: no-migration, thr-mmt-0.8, iqr-mmt-1.5,
+    /// mad-mmt-2.5, lr-mmt-1.2 (any parameter). Keel: keel-power-saving, keel-agility,
+    /// keel-auction, keel-peer-group, each also with `+model`. Default: all baselines and all
+    /// Keel variants (with and without the model when one is given).
+    #[arg(long, value_delimiter = ',')]
     pub policies: Vec<String>,
+    /// Read the interaction models from this folder (`<variant>.lcc`) instead of the built-in
+    /// copies of agent/protocols.
+    #[arg(long)]
+    pub protocols: Option<PathBuf>,
+    /// Seed of the simulated transport.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// One-way latency of the simulated transport, milliseconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub latency_ms: f64,
+    /// Probability that the simulated transport loses a message (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// Replicate the dataset's VMs and the scenario's hosts this many times (copy j of VM v has
+    /// v's type and trace; `cloudsim-planetlab` gets 800 × scale hosts).
+    #[arg(long, default_value_t = 1)]
+    pub scale: usize,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Replicate the dataset's VMs and the scenario's hosts this many times.
-    #[arg(long, default_value_t = 1)]
-    pub scale: usize,
+    /// Also write the results as CSV.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Also write an HTML report with plots into this folder.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write host-level series (canonical schema, `vm_id` null) of one policy to this Parquet file.
+    #[arg(long)]
+    pub export_hosts: Option<PathBuf>,
+    /// Policy whose host series `--export-hosts` writes (default: the first Keel policy run, or
+    /// the first policy).
+    #[arg(long)]
+    pub export_policy: Option<String>,
+    /// Hide the progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// One policy's results with its name.
+#[derive(Debug, Clone)]
+pub struct Named {
+    /// Policy name.
+    pub name: String,
+    /// Results.
+    pub result: PolicyResult,
 }
 
 /// Runs `keel-agent replay`.
 ///
 /// # Errors
-/// Unreadable dataset or scenario, unknown policy, or a failed run.
+/// Unreadable dataset, scenario or model, unknown policy, or a failed run.
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let wl = Workload::from_parquet(&args.dataset)?.replicate(args.scale);
-    let sc = Scenario::resolve(&args.scenario, args.scale)?;
-    let mut results = Vec::new();
-    for name in &args.policies {
-        let mut p = make_policy(name)?;
-        let t0 = Instant::now();
-        let out = Engine::new(&sc, &wl)
-            .run(p.as_mut(), false, &mut |_, _| {})
-            .with_context(|| format!("policy {name}"))?;
-        let r = PolicyResult::from_run(&out, p.negotiation(), t0.elapsed().as_secs_f64());
-        results.push((name.clone(), r));
+    let t0 = Instant::now();
+    let (results, series, sc, wl) = replay(&args)?;
+    let meta = output::Meta {
+        dataset: args.dataset.display().to_string(),
+        scenario: sc.name.clone(),
+        hosts: sc.hosts.len(),
+        vms: wl.n_vms(),
+        seed: args.seed,
+        model: args.model.as_ref().map(|p| p.display().to_string()),
+        wall_s: t0.elapsed().as_secs_f64(),
+    };
+    if args.json {
+        println!("{}", output::json(&meta, &results)?);
+    } else {
+        print!("{}", output::table(&meta, &results));
     }
-    for (n, r) in &results {
-        println!(
-            "{n:24} {:10.2} {:8} {:8.4} {:8.5} {:10.3e} {:8.3}",
-            r.energy_kwh,
-            r.migrations,
-            r.slatah * 100.0,
-            r.pdm * 100.0,
-            r.slav,
-            r.wall_s
-        );
+    if let Some(p) = &args.csv {
+        output::write_atomic(p, output::csv(&results).as_bytes())
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(dir) = &args.report {
+        output::report(dir, &meta, &results)
+            .with_context(|| format!("writing the report in {}", dir.display()))?;
+    }
+    if let (Some(p), Some((name, s))) = (&args.export_hosts, series) {
+        output::export_hosts(p, &sc, &wl, &name, &s)
+            .with_context(|| format!("writing host series to {}", p.display()))?;
     }
     Ok(())
 }
 
-fn make_policy(name: &str) -> anyhow::Result<Box<dyn Policy>> {
-    if name == "no-migration" {
+/// The policies `--policies` names, or the default list.
+pub fn policy_names(args: &ReplayArgs) -> Vec<String> {
+    if !args.policies.is_empty() {
+        return args.policies.clone();
+    }
+    let mut v: Vec<String> = BASELINES.iter().map(|s| (*s).to_string()).collect();
+    for var in Variant::ALL {
+        v.push(format!("keel-{}", var.name()));
+        if args.model.is_some() {
+            v.push(format!("keel-{}+model", var.name()));
+        }
+    }
+    v
+}
+
+/// Builds a policy by name.
+///
+/// # Errors
+/// Unknown names and Keel policies that cannot start (see [`KeelPolicy::from_name`]).
+pub fn make_policy(
+    name: &str,
+    model: Option<&Arc<ModelFile>>,
+    args: &ReplayArgs,
+) -> anyhow::Result<Box<dyn Policy>> {
+    if name == "no-migration" || name == "dvfs" {
         return Ok(Box::new(NoMigration));
     }
     if let Some(h) = Heuristic::parse(name) {
         return Ok(Box::new(h));
     }
-    bail!("unknown policy {name:?}")
+    if name.starts_with("keel-") {
+        let t = Transport {
+            latency_s: args.latency_ms / 1000.0,
+            loss: args.loss,
+            seed: args.seed,
+            ..Transport::default()
+        };
+        return Ok(Box::new(KeelPolicy::from_name(
+            name,
+            model.cloned(),
+            args.protocols.as_deref(),
+            t,
+        )?));
+    }
+    bail!(
+        "unknown policy {name:?}: use no-migration, thr|iqr|mad|lr-mmt-<param>, or keel-<variant>[+model]"
+    )
+}
+
+type Replayed = (Vec<Named>, Option<(String, HostSeries)>, Scenario, Workload);
+
+/// Runs every chosen policy; returns the results, the exported policy's host series if asked,
+/// and the scenario and workload used.
+///
+/// # Errors
+/// As [`run`].
+pub fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
+    if !(0.0..1.0).contains(&args.loss) {
+        bail!("--loss must be in 0..1, got {}", args.loss);
+    }
+    if !(args.latency_ms.is_finite() && args.latency_ms >= 0.0) {
+        bail!("--latency-ms must be >= 0");
+    }
+    let wl = Workload::from_parquet(&args.dataset)?.replicate(args.scale);
+    let sc = Scenario::resolve(&args.scenario, args.scale)?;
+    let model = match &args.model {
+        Some(p) => {
+            Some(Arc::new(ModelFile::load(p).with_context(|| {
+                format!("loading the model {}", p.display())
+            })?))
+        }
+        None => None,
+    };
+    let names = policy_names(args);
+    // Build every policy first so that a bad name fails before any run.
+    let mut policies = Vec::new();
+    for n in &names {
+        policies.push((n.clone(), make_policy(n, model.as_ref(), args)?));
+    }
+    let export = args.export_hosts.as_ref().map(|_| {
+        args.export_policy.clone().unwrap_or_else(|| {
+            names
+                .iter()
+                .find(|n| n.starts_with("keel-"))
+                .unwrap_or(&names[0])
+                .clone()
+        })
+    });
+    if let Some(e) = &export {
+        if !names.contains(e) {
+            bail!("--export-policy {e:?} is not among the policies run");
+        }
+    }
+    let steps = ((sc.duration_s.unwrap_or_else(|| wl.duration_s()) - sc.offset_s) / sc.interval_s)
+        .ceil()
+        .max(1.0) as u64;
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(
+            Some(steps * policies.len() as u64),
+            ProgressDrawTarget::stderr(),
+        )
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} steps {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut results = Vec::new();
+    let mut series = None;
+    for (i, (name, mut p)) in policies.into_iter().enumerate() {
+        bar.set_prefix(name.clone());
+        let t0 = Instant::now();
+        let record = export.as_deref() == Some(name.as_str());
+        let base = i as u64 * steps;
+        let out = Engine::new(&sc, &wl)
+            .run(p.as_mut(), record, &mut |k, _| {
+                bar.set_position(base + k as u64)
+            })
+            .with_context(|| format!("policy {name}"))?;
+        let result = PolicyResult::from_run(&out, p.negotiation(), t0.elapsed().as_secs_f64());
+        if record {
+            series = out.host_series.map(|s| (name.clone(), s));
+        }
+        results.push(Named { name, result });
+    }
+    bar.finish_and_clear();
+    Ok((results, series, sc, wl))
 }
