@@ -138,8 +138,9 @@ fn run_serves_status_adopts_a_published_bundle_and_stops_on_sigterm() {
     assert!(d.join("policy/migration.lcc").exists());
     // Graceful stop on SIGTERM.
     let mut child = guard.0.take().unwrap();
-    let st = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    // The shell's builtin `kill` (no procps needed).
+    let st = Command::new("sh")
+        .args(["-c", "kill -TERM \"$0\"", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(st.success());
