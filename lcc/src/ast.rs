@@ -12,6 +12,18 @@ pub struct Framework {
     pub clauses: Vec<Clause>,
     /// Annotation blocks, verbatim, in source order.
     pub annotations: Vec<Annotation>,
+    /// Comments (`//`, `/* */`, `%`), verbatim, in source order; the printer puts each before the
+    /// header or clause it precedes or sits in.
+    pub comments: Vec<Comment>,
+}
+
+/// A comment, kept as text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comment {
+    /// The text, with its `//`, `%` or `/* */`.
+    pub text: String,
+    /// Where it was.
+    pub span: Span,
 }
 
 /// An `@name(...)` block, kept as text.
@@ -289,6 +301,9 @@ impl ClearSpans for Framework {
         }
         for a in &mut self.annotations {
             a.span = Span::default();
+        }
+        for c in &mut self.comments {
+            c.span = Span::default();
         }
     }
 }

@@ -10,12 +10,32 @@ use crate::token::{Token, TokenKind};
 /// # Errors
 /// The first lexical error, with its span.
 pub fn lex(src: &str) -> Result<Vec<Token>, Error> {
-    Lexer { src, pos: 0 }.run()
+    Lexer {
+        src,
+        pos: 0,
+        comments: Vec::new(),
+    }
+    .run()
+}
+
+/// Like [`lex`], also returning the spans of comments, in order.
+///
+/// # Errors
+/// The first lexical error, with its span.
+pub fn lex_with_comments(src: &str) -> Result<(Vec<Token>, Vec<Span>), Error> {
+    let mut lx = Lexer {
+        src,
+        pos: 0,
+        comments: Vec::new(),
+    };
+    let toks = lx.run_mut()?;
+    Ok((toks, lx.comments))
 }
 
 struct Lexer<'a> {
     src: &'a str,
     pos: usize,
+    comments: Vec<Span>,
 }
 
 fn off(i: usize) -> u32 {
@@ -44,6 +64,10 @@ impl Lexer<'_> {
     }
 
     fn run(mut self) -> Result<Vec<Token>, Error> {
+        self.run_mut()
+    }
+
+    fn run_mut(&mut self) -> Result<Vec<Token>, Error> {
         let mut out = Vec::with_capacity(self.src.len() / 4);
         loop {
             self.skip_trivia()?;
@@ -69,11 +93,16 @@ impl Lexer<'_> {
             if let Some(c) = r.chars().next().filter(|c| c.is_whitespace()) {
                 self.pos += c.len_utf8();
             } else if r.starts_with("//") || r.starts_with('%') {
+                let start = self.pos;
                 self.pos += r.find('\n').unwrap_or(r.len());
+                self.comments.push(Span::new(off(start), off(self.pos)));
             } else if let Some(body) = r.strip_prefix("/*") {
                 let start = self.pos;
                 match body.find("*/") {
-                    Some(i) => self.pos += i + 4,
+                    Some(i) => {
+                        self.pos += i + 4;
+                        self.comments.push(Span::new(off(start), off(self.pos)));
+                    }
                     None => {
                         self.pos = self.src.len();
                         return Err(self.err(start, LexError::UnterminatedComment));

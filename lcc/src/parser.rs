@@ -9,11 +9,11 @@
 //! per broken clause.
 
 use crate::ast::{
-    Annotation, Clause, CmpOp, Constraint, ConstraintKind, Def, DefKind, Framework, RoleHeader,
-    RoleKind, Term, TermKind,
+    Annotation, Clause, CmpOp, Comment, Constraint, ConstraintKind, Def, DefKind, Framework,
+    RoleHeader, RoleKind, Term, TermKind,
 };
 use crate::error::{Error, SyntaxError};
-use crate::lexer::lex;
+use crate::lexer::lex_with_comments;
 use crate::span::Span;
 use crate::token::{Token, TokenKind};
 
@@ -80,11 +80,19 @@ struct Parser<'a> {
     /// For each `(` or `)`, the index of its partner (or `usize::MAX`).
     partner: Vec<usize>,
     annotations: Vec<Annotation>,
+    comments: Vec<Comment>,
 }
 
 impl<'a> Parser<'a> {
     fn new(src: &'a str) -> Result<Self, Vec<Error>> {
-        let all = lex(src).map_err(|e| vec![e])?;
+        let (all, comment_spans) = lex_with_comments(src).map_err(|e| vec![e])?;
+        let comments = comment_spans
+            .into_iter()
+            .map(|span| Comment {
+                text: src.get(span.range()).unwrap_or_default().to_owned(),
+                span,
+            })
+            .collect();
         let mut toks = Vec::with_capacity(all.len());
         let mut annotations = Vec::new();
         for t in all {
@@ -115,6 +123,7 @@ impl<'a> Parser<'a> {
             pos: 0,
             partner,
             annotations,
+            comments,
         })
     }
 
@@ -198,6 +207,7 @@ impl<'a> Parser<'a> {
             }
         }
         fw.annotations = std::mem::take(&mut self.annotations);
+        fw.comments = std::mem::take(&mut self.comments);
         if errors.is_empty() {
             Ok(fw)
         } else {

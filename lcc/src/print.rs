@@ -1,16 +1,25 @@
 //! The pretty-printer: a [`Framework`] back to LCC text that parses to the same tree.
-//! Comments are not kept (the tree has none); annotations are printed first.
+//! Comments are kept (each before the item it was in or before); annotations are printed first.
 
 use crate::ast::{
     Agent, Clause, Constraint, ConstraintKind, Def, DefKind, Framework, RoleHeader, Term, TermKind,
 };
+use crate::span::Span;
 
 const INDENT: &str = "    ";
 
-/// Prints a whole framework.
+/// Prints a whole framework. Each comment is printed before the header or clause it preceded or
+/// sat in, in source order; comments after the last item end the text.
 #[must_use]
 pub fn print(fw: &Framework) -> String {
     let mut out = String::new();
+    let mut comments = fw.comments.iter().peekable();
+    let mut comments_before = |out: &mut String, end: Option<Span>| {
+        while let Some(c) = comments.next_if(|c| end.is_none_or(|e| c.span.start < e.end)) {
+            out.push_str(&c.text);
+            out.push('\n');
+        }
+    };
     for a in &fw.annotations {
         out.push_str(&a.text);
         out.push('\n');
@@ -19,6 +28,7 @@ pub fn print(fw: &Framework) -> String {
         out.push('\n');
     }
     for h in &fw.headers {
+        comments_before(&mut out, Some(h.span));
         out.push_str(&header(h));
         out.push('\n');
     }
@@ -26,7 +36,13 @@ pub fn print(fw: &Framework) -> String {
         if !out.is_empty() {
             out.push('\n');
         }
+        comments_before(&mut out, Some(c.span));
         out.push_str(&clause(c));
+    }
+    let before = out.len();
+    comments_before(&mut out, None);
+    if out.len() > before && before > 0 {
+        out.insert(before, '\n');
     }
     out
 }

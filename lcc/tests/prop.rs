@@ -2,8 +2,8 @@
 //! on generated trees (spans aside).
 
 use keel_lcc::ast::{
-    Agent, Annotation, Clause, ClearSpans, CmpOp, Constraint, ConstraintKind, Def, DefKind,
-    Framework, RoleHeader, RoleKind, Term, TermKind,
+    Agent, Annotation, Clause, ClearSpans, CmpOp, Comment, Constraint, ConstraintKind, Def,
+    DefKind, Framework, RoleHeader, RoleKind, Term, TermKind,
 };
 use keel_lcc::{lexer, parse, print, Span};
 use proptest::prelude::*;
@@ -179,15 +179,22 @@ fn framework() -> impl Strategy<Value = Framework> {
             span: Span::default(),
         }
     });
+    let comment =
+        prop_oneof![Just("// c"), Just("% d ⇒"), Just("/* e\n f */")].prop_map(|c| Comment {
+            text: c.to_owned(),
+            span: Span::default(),
+        });
     (
         prop::collection::vec(header, 0..3),
         prop::collection::vec(clause, 0..3),
         prop::collection::vec(ann, 0..2),
+        prop::collection::vec(comment, 0..3),
     )
-        .prop_map(|(headers, clauses, annotations)| Framework {
+        .prop_map(|(headers, clauses, annotations, comments)| Framework {
             headers,
             clauses,
             annotations,
+            comments,
         })
 }
 
