@@ -41,8 +41,8 @@ pub struct HostConfig {
     pub net_exclude: Vec<String>,
 }
 
-/// The CPU modes of `/proc/stat` we account, in order.
-const MODES: [&str; 8] = [
+/// The CPU modes of `/proc/stat` we account, in order (`guest` time is already inside `user`).
+pub const MODES: [&str; 8] = [
     "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
 ];
 
