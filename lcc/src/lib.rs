@@ -4,7 +4,7 @@
 //! and runs each peer's role.
 //!
 //! # API
-//! - [`parse`]`(src) -> Result<ast::Framework, Vec<Error>>`; [`print`] turns a framework back into
+//! - [`parse`]`(src) -> Result<ast::Framework, Vec<Error>>`; [`print()`] turns a framework back into
 //!   text that parses to the same tree; [`diag::render`] and [`diag::short`] format errors.
 //! - [`Program::compile`]`(src)`: clauses indexed by role, shared as `Arc<Program>`.
 //! - [`Value`]: runtime terms (atoms, integers, floats, strings, compounds, lists, unbound
@@ -28,7 +28,7 @@
 //! - [`token`], [`lexer`]: tokens and the lexer.
 //! - [`ast`]: the tree, every node with a span.
 //! - [`parser`]: recursive descent with the design note's precedence.
-//! - [`print`]: the pretty-printer.
+//! - [`mod@print`]: the pretty-printer.
 //! - [`value`]: runtime terms.
 //! - [`knowledge`]: `Knowledge`, `Directory`, `Registry`, `FactBase`.
 //! - [`interp`]: `Program`, `Peer` (clause expansion), the async driver.

@@ -424,3 +424,48 @@ fn peers_are_send() {
     check::<Peer>();
     check::<Bus>();
 }
+
+#[test]
+fn recursion_over_a_list_sends_one_message_per_item() {
+    let src = "
+        a(pinger(S), A) ::
+            null <- S = [H | T]
+            then ping(H) => a(agent, H)
+            then a(pinger(T), A)
+        a(agent, X) ::
+            ping(X) <= a(pinger, P)
+    ";
+    let prog = program(src);
+    let peers = Value::list(vec![a("p1"), a("p2"), a("p3")]);
+    let mut bus = Bus::new();
+    bus.add(
+        Peer::new(
+            Arc::clone(&prog),
+            Value::compound("pinger", vec![peers]),
+            a("x"),
+        )
+        .unwrap(),
+        Registry::new(),
+    );
+    for id in ["p1", "p2", "p3"] {
+        bus.add(
+            Peer::new(Arc::clone(&prog), a("agent"), a(id)).unwrap(),
+            Registry::new(),
+        );
+    }
+    assert_eq!(bus.run(50).unwrap(), Outcome::Quiescent);
+    assert_eq!(
+        lines(bus.trace()),
+        vec![
+            "x -> p1: ping(p1)",
+            "x -> p2: ping(p2)",
+            "x -> p3: ping(p3)"
+        ]
+    );
+    assert!((1..4).all(|i| bus.peer(i).is_closed()));
+    // The list is exhausted: `[] = [H | T]` fails and the pinger waits in role pinger([]).
+    assert_eq!(
+        bus.peer(0).role(),
+        Value::compound("pinger", vec![Value::Nil])
+    );
+}

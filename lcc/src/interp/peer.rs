@@ -2,21 +2,29 @@
 //!
 //! A peer's state is a tree over the program's nodes (`St`): not-started nodes, `then` with its
 //! left side in progress, `par` with both sides, and role frames (a clause instance with its
-//! variables in the peer's [`Store`]). [`Peer::step`] fires events until none can fire:
+//! variables in the peer's binding store). [`Peer::step`] fires events until none can fire (or
+//! until its budget, [`DEFAULT_STEP_BUDGET`] events, is spent):
 //! - `or` is committed choice: branches are tried in order and a branch is taken only if its first
 //!   event fires now; the other branch is dropped.
-//! - a role change `a(R, I)` replaces itself by a fresh instance of `R`'s clause, unified with its
-//!   arguments, and is taken only if that clause's first event fires. In tail position (the last
-//!   thing its clause does) the callee *replaces* the caller, and a mark-compact collection of the
-//!   store drops dead frames: a peer that recurses for months keeps a bounded state.
-//! - a role change that reaches the same clause again before any event fired (the seed's
+//! - a role change `a(R, I)` replaces itself by a fresh instance of `R`'s clause (variables
+//!   renamed apart), unified with its arguments (the first clause of that name and arity whose head
+//!   unifies). Where nothing else could be chosen (after `then`, in `par`, at the top), entering
+//!   the role is itself a step, so the peer's [`Peer::role`] changes at once and directories see
+//!   it. As the first event of an `or` branch, it counts as able to fire only if the new clause's
+//!   own first event fires now. In tail position (the last thing its clause does) the callee
+//!   *replaces* the caller, and a mark-compact collection of the store drops dead frames: a peer
+//!   that recurses for months keeps a bounded state.
+//! - an `or` branch that reaches the same clause again before any event fired (the seed's
 //!   `... or a(idle, ID)` busy loop) cannot fire: the peer waits instead of spinning, and the
 //!   runtime re-steps it on a timer or on new measurements.
 //! - a receive takes the first inbox message that unifies with its pattern, whose sender matches
 //!   (an atom role such as `overloaded` matches a sender in role `overloaded(...)`), and whose
 //!   constraint holds; otherwise the message stays.
 //! - a send whose recipient id is unbound asks the [`Directory`]; if it names nobody, the send
-//!   waits.
+//!   waits. Variables still unbound in a sent message are renumbered from 0 (`_G0`, ...); the
+//!   receiver gives them fresh cells of its own.
+//! - a constraint's predicates are asked through [`Knowledge`]; `true`, `fail`/`false`, `=`,
+//!   `\=`, `==`, `\==`, `<`, `>`, `=<`, `>=` are built in (comparisons of non-numbers are errors).
 //!
 //! Timeouts are the runtime's: [`Peer::timeout`] abandons the interaction in progress (the waiting
 //! branch fails, and committed choice leaves no alternative) and restarts the peer in its initial
