@@ -111,10 +111,9 @@ fn host_spec(unit: CpuUnit, i: usize) -> HostSpec {
 }
 
 /// Median positive difference between consecutive timestamps, seconds.
-fn grid_step_s(entities: &[Entity]) -> anyhow::Result<f64> {
-    let mut diffs: Vec<i64> = entities
-        .iter()
-        .flat_map(|e| e.ts_ms.windows(2).map(|w| w[1] - w[0]))
+fn grid_step_s<'a>(series: impl Iterator<Item = &'a [i64]>) -> anyhow::Result<f64> {
+    let mut diffs: Vec<i64> = series
+        .flat_map(|ts| ts.windows(2).map(|w| w[1] - w[0]))
         .filter(|d| *d > 0)
         .take(1_000_000)
         .collect();
@@ -133,10 +132,13 @@ struct Grid {
 }
 
 impl Grid {
-    fn of(entities: &[Entity], step_s: f64) -> anyhow::Result<Self> {
+    fn of<'a>(
+        entities: impl Iterator<Item = &'a Entity> + Clone,
+        step_s: f64,
+    ) -> anyhow::Result<Self> {
         let step_ms = (step_s * 1000.0).round() as i64;
-        let lo = entities.iter().filter_map(|e| e.ts_ms.first()).min();
-        let hi = entities.iter().filter_map(|e| e.ts_ms.last()).max();
+        let lo = entities.clone().filter_map(|e| e.ts_ms.first()).min();
+        let hi = entities.filter_map(|e| e.ts_ms.last()).max();
         let (Some(lo), Some(hi)) = (lo, hi) else {
             bail!("no samples");
         };
@@ -169,9 +171,9 @@ pub fn build(table: &Table, placement: &Placement) -> anyhow::Result<Hosts> {
     let path = table.path.display();
     let host_rows: Vec<&Entity> = table.entities.iter().filter(|e| e.is_host()).collect();
     if !host_rows.is_empty() {
-        let owned: Vec<Entity> = host_rows.iter().map(|e| (*e).clone()).collect();
-        let step = grid_step_s(&owned).with_context(|| format!("{path}"))?;
-        let grid = Grid::of(&owned, step)?;
+        let step = grid_step_s(host_rows.iter().map(|e| e.ts_ms.as_slice()))
+            .with_context(|| format!("{path}"))?;
+        let grid = Grid::of(host_rows.iter().copied(), step)?;
         let series = host_rows
             .iter()
             .map(|e| {
@@ -223,19 +225,9 @@ fn place(table: &Table, placement: &Placement) -> anyhow::Result<Hosts> {
     if vms.is_empty() {
         bail!("{path}: no VM rows and no host rows");
     }
-    let owned: Vec<Entity> = vms.iter().take(2000).map(|e| (*e).clone()).collect();
-    let step = grid_step_s(&owned).with_context(|| format!("{path}"))?;
-    let all: Vec<Entity> = vms
-        .iter()
-        .map(|e| Entity {
-            ts_ms: vec![
-                *e.ts_ms.first().unwrap_or(&0),
-                *e.ts_ms.last().unwrap_or(&0),
-            ],
-            ..Default::default()
-        })
-        .collect();
-    let grid = Grid::of(&all, step)?;
+    let step = grid_step_s(vms.iter().take(2000).map(|e| e.ts_ms.as_slice()))
+        .with_context(|| format!("{path}"))?;
+    let grid = Grid::of(vms.iter().copied(), step)?;
     let order: HashMap<&str, usize> = table
         .inventory
         .vms
