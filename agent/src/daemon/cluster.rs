@@ -353,6 +353,12 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         }
         None => Arc::new(NoModel),
     };
+    let window_s = match &args.model {
+        Some(p) => keel_core::model::ModelFile::load(p)
+            .map(|m| m.window_s())
+            .unwrap_or(3600.0),
+        None => 3600.0,
+    };
     // Bind every agent first (port 0), then give each the first agent as its seed.
     let eval = Duration::from_millis(200);
     let make_cfg = |i: usize, listen: SocketAddr, seeds: Vec<SocketAddr>| {
@@ -366,6 +372,9 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         c.dead_after = Duration::from_millis(1500);
         c.cooldown = Duration::from_millis(600);
         c.history_step_s = eval.as_secs_f64() * args.speedup;
+        // Enough history for the model's window (trace time), within what peers accept.
+        c.history_len = ((window_s / c.history_step_s).ceil() as usize)
+            .clamp(12, crate::node::membership::MAX_HISTORY);
         c.faults = FaultPlan {
             drop: args.drop,
             duplicate: args.duplicate,

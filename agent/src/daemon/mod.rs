@@ -171,7 +171,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     nc.dead_after = s.gossip_interval * 10;
     nc.cooldown = s.eval_interval * 6;
     nc.history_step_s = s.eval_interval.as_secs_f64();
-    nc.history_len = 720;
+    // One hour of history (the model's usual window), within what peers accept.
+    nc.history_len = ((3600.0 / s.eval_interval.as_secs_f64().max(1e-3)) as usize)
+        .clamp(12, crate::node::membership::MAX_HISTORY);
     nc.libvirt_uri = s.libvirt_uri.clone();
     nc.policy_key = s.policy_key;
     nc.policy_dir = s.policy_dir.clone();

@@ -139,7 +139,7 @@ pub struct NodeConfig {
     pub dead_after: Duration,
     /// After a failed negotiation with a peer, it is not asked again for this long.
     pub cooldown: Duration,
-    /// Utilisation values kept for the stability model.
+    /// Utilisation values kept for the stability model (at most [`membership::MAX_HISTORY`]).
     pub history_len: usize,
     /// Seconds of host time between history values (for the model's features).
     pub history_step_s: f64,
@@ -717,7 +717,8 @@ impl Actor {
         }
         let used = self.used();
         let util = self.util;
-        let hist_len = self.cfg.history_len;
+        // Peers refuse longer records (membership::MAX_HISTORY).
+        let hist_len = self.cfg.history_len.min(membership::MAX_HISTORY);
         self.members.update_me(|me| {
             me.role = role;
             me.used = used;
