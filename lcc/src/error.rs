@@ -153,6 +153,18 @@ pub enum RuntimeError {
         /// Role the peer was playing.
         role: String,
     },
+    /// Role changes not in tail position nested beyond [`crate::interp::MAX_ROLE_DEPTH`].
+    #[error("role {role_called} would nest deeper than {limit} clauses (a recursion that is not the last step of its clause) (agent {agent}, role {role})")]
+    TooDeep {
+        /// The role being entered.
+        role_called: String,
+        /// The limit.
+        limit: usize,
+        /// Id of the peer.
+        agent: String,
+        /// Role the peer was playing.
+        role: String,
+    },
     /// A program that cannot be compiled (e.g. a clause head that is not `a(Role, Id)`).
     #[error("{0}")]
     Compile(String),

@@ -469,3 +469,16 @@ fn recursion_over_a_list_sends_one_message_per_item() {
         Value::compound("pinger", vec![Value::Nil])
     );
 }
+
+#[test]
+fn non_tail_recursion_is_bounded_by_an_error() {
+    // Each entry of `x` keeps the caller alive (the recursion is not the last step).
+    let src = "a(x, I) :: a(x, I) then done => a(y, I)";
+    let mut peer = Peer::new(program(src), a("x"), a("p")).unwrap();
+    let e = peer
+        .step(&mut Registry::new(), &mut NoDirectory, &mut Vec::new())
+        .unwrap_err();
+    assert!(e.to_string().contains("would nest deeper than 256"), "{e}");
+    assert_eq!(&src[e.span.range()], "a(x, I)");
+    assert!(peer.footprint().nodes <= 3 * 256 + 3);
+}

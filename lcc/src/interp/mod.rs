@@ -10,5 +10,6 @@ mod store;
 
 pub use peer::{
     Envelope, Footprint, Peer, PeerRef, Status, DEFAULT_INBOX_CAPACITY, DEFAULT_STEP_BUDGET,
+    MAX_ROLE_DEPTH,
 };
 pub use program::{term_to_value, Program};

@@ -110,6 +110,9 @@ struct FrameRef {
 
 /// Default bound of a peer's inbox.
 pub const DEFAULT_INBOX_CAPACITY: usize = 1024;
+/// Deepest nesting of role changes that are not in tail position (each one keeps its caller's
+/// clause alive); beyond it a role change is a runtime error rather than unbounded growth.
+pub const MAX_ROLE_DEPTH: usize = 256;
 /// Default number of events one [`Peer::step`] may fire before it yields.
 pub const DEFAULT_STEP_BUDGET: usize = 10_000;
 
@@ -322,6 +325,7 @@ impl Peer {
                 out,
                 id: &self.id,
                 probe: Vec::new(),
+                depth: 0,
             };
             while fired < self.budget {
                 let m = cx.store.mark();
@@ -480,6 +484,8 @@ struct Cx<'a> {
     id: &'a Value,
     /// Clauses entered since the last event in this attempt (a second entry is a busy loop).
     probe: Vec<u32>,
+    /// Role frames around the node being advanced.
+    depth: usize,
 }
 
 fn par(a: St, b: St) -> St {
@@ -525,7 +531,10 @@ impl Cx<'_> {
                     clause: f.clause,
                     base: f.base,
                 };
-                if !self.advance(&mut f.inner, inner_fr)? {
+                self.depth += 1;
+                let fired = self.advance(&mut f.inner, inner_fr);
+                self.depth -= 1;
+                if !fired? {
                     return Ok(false);
                 }
                 match &mut f.inner {
@@ -612,6 +621,18 @@ impl Cx<'_> {
             }
         }
         let role_v = self.store.resolve(&Store::inst(role, fr.base));
+        if self.depth >= MAX_ROLE_DEPTH {
+            self.store.undo(m);
+            let role_called = role_v.to_string();
+            return Err(
+                self.rt_error(fr, span, |agent, role| RuntimeError::TooDeep {
+                    role_called,
+                    limit: MAX_ROLE_DEPTH,
+                    agent,
+                    role,
+                }),
+            );
+        }
         let id_v = Store::inst(id, fr.base);
         let prog = self.prog;
         let mut any = false;
