@@ -203,7 +203,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(p.decide(facts(0.3), &mut choose).unwrap(), Decision::Underloaded);
+        assert_eq!(
+            p.decide(facts(0.3), &mut choose).unwrap(),
+            Decision::Underloaded
+        );
         assert_eq!(p.decide(facts(0.6), &mut choose).unwrap(), Decision::Idle);
         assert_eq!(asked, 1);
         let mut nobody = |_: f64| None;
