@@ -8,7 +8,7 @@
 //!   text that parses to the same tree; [`diag::render`] and [`diag::short`] format errors.
 //! - [`Program::compile`]`(src)`: clauses indexed by role, shared as `Arc<Program>`.
 //! - [`Value`]: runtime terms (atoms, integers, floats, strings, compounds, lists, unbound
-//!   variables).
+//!   variables); `Display` prints LCC syntax and [`Value::parse`] reads it back (for the wire).
 //! - [`Knowledge`]: constraint predicates by name and arity (`Ok(None)` false, `Ok(Some(vals))`
 //!   true with `vals` unified with the arguments, `Err(KnowledgeError::Unknown)` an error with the
 //!   call's span). [`Registry`] holds Rust closures; [`FactBase`] answers from `price(apple, 3).`
@@ -21,6 +21,9 @@
 //!   TimedOut`, [`Peer::timeout`] (abandon the interaction and restart in the initial role),
 //!   [`Peer::role`].
 //! - [`sim::Bus`]: several peers in one process, delivering messages deterministically.
+//! - Limits: [`parser::MAX_DEPTH`] (nesting in the text), [`interp::MAX_ROLE_DEPTH`] (role changes
+//!   not in tail position), [`interp::DEFAULT_STEP_BUDGET`] (events per step),
+//!   [`interp::DEFAULT_INBOX_CAPACITY`] (bounded inbox, drops counted).
 //! - `interp::driver` (feature `async`): a tokio task loop over the same [`Peer`].
 //!
 //! # Layout

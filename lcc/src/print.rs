@@ -241,6 +241,12 @@ fn quote(s: &str, q: char) -> String {
     out
 }
 
+/// Prints a string literal with LCC escapes.
+#[must_use]
+pub fn string(s: &str) -> String {
+    quote(s, '"')
+}
+
 /// Prints an atom, quoted when it is not a plain lower-case identifier.
 #[must_use]
 pub fn atom(s: &str) -> String {

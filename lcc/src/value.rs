@@ -247,6 +247,31 @@ impl Value {
     }
 }
 
+impl Value {
+    /// Reads one term in LCC syntax (the inverse of `Display`), e.g. for messages on the wire.
+    /// Variables (including `_G<n>` as printed) become `Var(0)`, `Var(1)`, ... in order of
+    /// appearance.
+    ///
+    /// # Errors
+    /// Syntax errors, or text that is not exactly one term.
+    pub fn parse(text: &str) -> Result<Self, Vec<crate::Error>> {
+        let mut src = String::with_capacity(text.len() + 2);
+        src.push_str(text);
+        src.push_str("\n.");
+        let terms = crate::parser::parse_terms(&src)?;
+        match terms.as_slice() {
+            [t] => Ok(crate::interp::term_to_value(t)),
+            _ => Err(vec![crate::Error::new(
+                crate::SyntaxError::Expected {
+                    expected: "one term".into(),
+                    found: format!("{} terms", terms.len()),
+                },
+                crate::Span::new(0, u32::try_from(text.len()).unwrap_or(u32::MAX)),
+            )]),
+        }
+    }
+}
+
 impl From<i64> for Value {
     fn from(i: i64) -> Self {
         Self::Int(i)
@@ -266,7 +291,7 @@ impl fmt::Display for Value {
             Self::Atom(a) => f.write_str(&print::atom(a)),
             Self::Int(i) => write!(f, "{i}"),
             Self::Float(x) => f.write_str(&print::float(*x)),
-            Self::Str(s) => write!(f, "{s:?}"),
+            Self::Str(s) => f.write_str(&print::string(s)),
             Self::Compound(c) => {
                 write!(f, "{}(", print::atom(&c.name))?;
                 for (i, a) in c.args.iter().enumerate() {
@@ -322,6 +347,34 @@ mod tests {
         );
         assert_eq!(v.to_string(), "f('a b', [1 | _G3])");
         assert_eq!(Value::compound("g", vec![]), Value::atom("g"));
+    }
+
+    #[test]
+    fn display_parses_back() {
+        let v = Value::compound(
+            "msg",
+            vec![
+                Value::str("tab\there \"q\" é"),
+                Value::atom("Big"),
+                Value::Float(-2.5e-7),
+                Value::Int(i64::MIN),
+                Value::list_with_tail(vec![Value::Nil], Value::Var(7)),
+            ],
+        );
+        let back = Value::parse(&v.to_string()).unwrap();
+        let want = Value::compound(
+            "msg",
+            vec![
+                Value::str("tab\there \"q\" é"),
+                Value::atom("Big"),
+                Value::Float(-2.5e-7),
+                Value::Int(i64::MIN),
+                Value::list_with_tail(vec![Value::Nil], Value::Var(0)),
+            ],
+        );
+        assert_eq!(back, want);
+        assert!(Value::parse("a b").is_err());
+        assert!(Value::parse("f(").is_err());
     }
 
     #[test]
