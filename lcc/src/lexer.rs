@@ -114,16 +114,6 @@ impl Lexer<'_> {
         }
     }
 
-    fn sym(&mut self, table: &[(&str, TokenKind)]) -> Option<TokenKind> {
-        for (s, k) in table {
-            if self.rest().starts_with(s) {
-                self.pos += s.len();
-                return Some(k.clone());
-            }
-        }
-        None
-    }
-
     fn token(&mut self, c: char, start: usize) -> Result<TokenKind, Error> {
         use TokenKind as T;
         if c.is_ascii_digit() {
@@ -157,39 +147,50 @@ impl Lexer<'_> {
         if c == '@' && self.peek_at(1).is_some_and(|c| c.is_alphabetic()) {
             return self.annotation(start);
         }
-        // Longest match first.
-        let table: &[(&str, TokenKind)] = &[
-            ("<--", T::Arrow),
-            ("\\==", T::NotEqEq),
-            ("::", T::ColonColon),
-            ("=>", T::Send),
-            ("<=", T::Recv),
-            ("<-", T::Arrow),
-            ("==", T::EqEq),
-            ("\\=", T::NotEq),
-            ("\\+", T::Not),
-            ("=<", T::Le),
-            (">=", T::Ge),
-            ("⇒", T::Send),
-            ("⇐", T::Recv),
-            ("←", T::Arrow),
-            ("∧", T::And),
-            ("∨", T::Or),
-            ("¬", T::Not),
-            ("(", T::LParen),
-            (")", T::RParen),
-            ("[", T::LBracket),
-            ("]", T::RBracket),
-            (",", T::Comma),
-            ("|", T::Bar),
-            (".", T::Dot),
-            ("-", T::Minus),
-            ("=", T::Eq),
-            ("<", T::Lt),
-            (">", T::Gt),
-        ];
-        if let Some(k) = self.sym(table) {
-            return Ok(k);
+        // Longest match first, dispatched on the first character.
+        let r = self.rest().as_bytes();
+        let at = |i: usize| r.get(i).copied().unwrap_or(0);
+        let (kind, len) = match c {
+            '(' => (T::LParen, 1),
+            ')' => (T::RParen, 1),
+            '[' => (T::LBracket, 1),
+            ']' => (T::RBracket, 1),
+            ',' => (T::Comma, 1),
+            '|' => (T::Bar, 1),
+            '.' => (T::Dot, 1),
+            '-' => (T::Minus, 1),
+            ':' if at(1) == b':' => (T::ColonColon, 2),
+            '<' => match (at(1), at(2)) {
+                (b'-', b'-') => (T::Arrow, 3),
+                (b'-', _) => (T::Arrow, 2),
+                (b'=', _) => (T::Recv, 2),
+                _ => (T::Lt, 1),
+            },
+            '=' => match at(1) {
+                b'>' => (T::Send, 2),
+                b'=' => (T::EqEq, 2),
+                b'<' => (T::Le, 2),
+                _ => (T::Eq, 1),
+            },
+            '>' if at(1) == b'=' => (T::Ge, 2),
+            '>' => (T::Gt, 1),
+            '\\' => match (at(1), at(2)) {
+                (b'=', b'=') => (T::NotEqEq, 3),
+                (b'=', _) => (T::NotEq, 2),
+                (b'+', _) => (T::Not, 2),
+                _ => (T::Eof, 0),
+            },
+            '⇒' => (T::Send, c.len_utf8()),
+            '⇐' => (T::Recv, c.len_utf8()),
+            '←' => (T::Arrow, c.len_utf8()),
+            '∧' => (T::And, c.len_utf8()),
+            '∨' => (T::Or, c.len_utf8()),
+            '¬' => (T::Not, c.len_utf8()),
+            _ => (T::Eof, 0),
+        };
+        if len > 0 {
+            self.pos += len;
+            return Ok(kind);
         }
         self.pos += c.len_utf8();
         Err(self.err(start, LexError::UnexpectedChar(c)))

@@ -93,15 +93,18 @@ impl<'a> Parser<'a> {
                 span,
             })
             .collect();
-        let mut toks = Vec::with_capacity(all.len());
+        let mut toks = all;
         let mut annotations = Vec::new();
-        for t in all {
-            if t.kind == TokenKind::Annotation {
-                let text = src.get(t.span.range()).unwrap_or_default().to_owned();
-                annotations.push(Annotation { text, span: t.span });
-            } else {
-                toks.push(t);
-            }
+        if toks.iter().any(|t| t.kind == TokenKind::Annotation) {
+            toks.retain(|t| {
+                if t.kind == TokenKind::Annotation {
+                    let text = src.get(t.span.range()).unwrap_or_default().to_owned();
+                    annotations.push(Annotation { text, span: t.span });
+                    false
+                } else {
+                    true
+                }
+            });
         }
         let mut partner = vec![usize::MAX; toks.len()];
         let mut stack = Vec::new();
