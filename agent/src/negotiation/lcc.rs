@@ -92,7 +92,14 @@ impl Knowledge for HostKnowledge {
             ("overloaded", 1) => Ok((f.util > f.high).then(|| vec![Value::Float(f.need)])),
             ("underloaded", 1) => Ok((f.util < f.low).then(|| vec![Value::Float(f.free)])),
             ("utilisation", 1) => Ok(Some(vec![Value::Float(f.util)])),
-            ("canMigrate", 2) | ("migration", 2) | ("waitForMigration", 0) => Ok(None),
+            ("canMigrate", 2) => {
+                let (cap, need) = (args[0].as_f64(), args[1].as_f64());
+                Ok(match (cap, need) {
+                    (Some(c), Some(n)) if c >= n => Some(args.to_vec()),
+                    _ => None,
+                })
+            }
+            ("migration", 2) | ("waitForMigration", 0) => Ok(None),
             _ => Err(KnowledgeError::Unknown),
         }
     }
@@ -107,6 +114,14 @@ impl Directory for Chooser<'_> {
         }
         let need = body.args().first().and_then(Value::as_f64).unwrap_or(0.0);
         (self.0)(need).map(|id| Value::atom(&id))
+    }
+}
+
+struct NoPeers;
+
+impl Directory for NoPeers {
+    fn resolve(&mut self, _role: &Value, _body: &Value) -> Option<Value> {
+        None
     }
 }
 
@@ -133,6 +148,41 @@ impl LccPolicy {
         let peer = Peer::new(Arc::new(program), Value::atom("idle"), Value::atom(id))
             .map_err(|e| LccPolicyError::Compile(e.to_string()))?;
         Ok(Self { peer })
+    }
+
+    /// Whether the model, as a target, answers an offer of `need` from `from` with
+    /// `migration(...)`: the peer restarts in `idle`, takes its role from `facts`, receives
+    /// `readyToMigrate(Need)` and is stepped again (the seed model checks `canMigrate(C, N)`,
+    /// which holds when the free capacity `C` covers `N`).
+    ///
+    /// # Errors
+    /// A runtime error of the model.
+    pub fn accepts(&mut self, facts: Facts, from: &str, need: f64) -> Result<bool, LccPolicyError> {
+        let run = |e: keel_lcc::Error| LccPolicyError::Run(e.to_string());
+        self.peer.timeout().map_err(run)?;
+        let mut out: Vec<Envelope> = Vec::new();
+        let mut k = HostKnowledge(facts);
+        self.peer
+            .step(&mut k, &mut NoPeers, &mut out)
+            .map_err(run)?;
+        if self.peer.role().name() != Some("underloaded") {
+            return Ok(false);
+        }
+        self.peer.deliver(Envelope {
+            from: keel_lcc::PeerRef {
+                role: Value::atom("overloaded"),
+                id: Value::atom(from),
+            },
+            to: keel_lcc::PeerRef {
+                role: self.peer.role(),
+                id: self.peer.id().clone(),
+            },
+            body: Value::compound("readyToMigrate", vec![Value::Float(need)]),
+        });
+        self.peer
+            .step(&mut k, &mut NoPeers, &mut out)
+            .map_err(run)?;
+        Ok(out.iter().any(|e| e.body.name() == Some("migration")))
     }
 
     /// Decides from `facts`; `choose(need)` names the best target for an offer of `need`.
@@ -214,6 +264,16 @@ mod tests {
             p.decide(facts(0.9), &mut nobody).unwrap(),
             Decision::Overloaded
         );
+    }
+
+    #[test]
+    fn seed_model_accepts_offers_that_fit() {
+        let mut p = LccPolicy::new(SEED_MODEL, "t").unwrap();
+        // Free 450 at 30 %.
+        assert!(p.accepts(facts(0.3), "s", 400.0).unwrap());
+        assert!(!p.accepts(facts(0.3), "s", 500.0).unwrap());
+        // Not underloaded: the model never reaches the receiving clause.
+        assert!(!p.accepts(facts(0.6), "s", 10.0).unwrap());
     }
 
     #[test]

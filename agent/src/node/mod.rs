@@ -537,7 +537,27 @@ impl Actor {
                     warn!(%from, kind = msg.kind(), "Negotiation message from an unknown sender refused.");
                     return;
                 }
-                let local = self.local();
+                let mut local = self.local();
+                // With an interaction model, the model's target clause decides on an offer.
+                if let (Msg::Offer { demand, .. }, true) = (&msg, local.takes_vms) {
+                    if let Some(lcc) = self.lcc.as_mut() {
+                        let used = local.used + self.neg.reserved();
+                        let facts = Facts {
+                            util: used / self.cfg.capacity,
+                            high: self.cfg.high,
+                            low: self.cfg.low,
+                            need: 0.0,
+                            free: self.cfg.capacity * self.cfg.accept_below - used,
+                        };
+                        local.takes_vms = match lcc.accepts(facts, &from, *demand) {
+                            Ok(ok) => ok,
+                            Err(e) => {
+                                warn!(error = %e, "Interaction model failed on an offer; declining.");
+                                false
+                            }
+                        };
+                    }
+                }
                 let acts = self.neg.on_message(Instant::now(), &from, msg, &local);
                 self.apply(acts);
             }
