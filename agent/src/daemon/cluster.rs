@@ -85,7 +85,7 @@ pub struct Report {
     pub agents: usize,
     /// VMs placed.
     pub vms: usize,
-    /// Real seconds run.
+    /// Real seconds run (before the graceful shutdown).
     pub seconds: f64,
     /// Trace seconds per real second.
     pub speedup: f64,
@@ -461,6 +461,7 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
             }
         }
     }
+    let ran_s = start.elapsed().as_secs_f64();
     for h in nodes.into_iter().flatten() {
         let st = h.status();
         h.shutdown().await;
@@ -472,7 +473,7 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
     Ok(Report {
         agents: args.agents,
         vms,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: ran_s,
         speedup: args.speedup,
         negotiations: totals.started,
         migrations: fleet.moves(),
