@@ -105,8 +105,6 @@ pub struct Transport {
     pub max_tries: u32,
     /// Bidders asked in an auction.
     pub bidders: usize,
-    /// Hosts per local group (peer-group variant).
-    pub group_size: usize,
 }
 
 impl Default for Transport {
@@ -117,7 +115,6 @@ impl Default for Transport {
             seed: 0,
             max_tries: 3,
             bidders: 3,
-            group_size: 16,
         }
     }
 }
@@ -131,6 +128,8 @@ pub struct KeelPolicy {
     transport: Transport,
     stats: Negotiation,
     round: u64,
+    /// The host agents, kept across intervals.
+    peers: Vec<Peer>,
     /// Host count, step and window samples for the model.
     name: String,
 }
@@ -190,6 +189,7 @@ impl KeelPolicy {
             transport,
             stats: Negotiation::default(),
             round: 0,
+            peers: Vec::new(),
             name: name.to_string(),
         })
     }
@@ -219,7 +219,13 @@ impl Policy for KeelPolicy {
             .wrapping_add(self.round);
         let round = Round::new(e, self.variant, self.transport, self.model.as_deref());
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        run_round(&self.program, round, &mut rng, &mut self.stats)
+        run_round(
+            &self.program,
+            &mut self.peers,
+            round,
+            &mut rng,
+            &mut self.stats,
+        )
     }
 
     fn negotiation(&self) -> Option<Negotiation> {
@@ -236,7 +242,7 @@ struct Round<'e> {
     mem: Vec<f64>,
     mem_cap: Vec<f64>,
     vms: Vec<Vec<u32>>,
-    roles: Vec<&'static str>,
+    roles: Vec<u8>,
     incoming: Vec<bool>,
     draining: Vec<bool>,
     moved: HashSet<u32>,
@@ -301,7 +307,7 @@ impl<'e> Round<'e> {
             mem,
             mem_cap: e.hosts.iter().map(|h| h.mem_mib).collect(),
             vms,
-            roles: vec!["idle"; n],
+            roles: vec![ROLE_IDLE; n],
             incoming: vec![false; n],
             draining: vec![false; n],
             moved: HashSet::new(),
@@ -343,13 +349,16 @@ impl<'e> Round<'e> {
 
     /// Whether host `h` can take `need` up to `thr` of its CPU (and memory, where measured).
     fn fits(&self, h: usize, need: &Value, thr: f64) -> bool {
-        let Some((cpu, mem, v, kind)) = parse_need(need) else {
-            return false;
-        };
+        parse_need(need).is_some_and(|n| self.fits_parsed(h, n, thr))
+    }
+
+    fn fits_parsed(
+        &self,
+        h: usize,
+        (cpu, mem, v, drain): (f64, f64, usize, bool),
+        thr: f64,
+    ) -> bool {
         let host = &self.e.hosts[h];
-        if self.e.vms[v].in_migration || self.vms[h].contains(&(v as u32)) {
-            return false;
-        }
         if cpu / f64::from(self.e.vms[v].pes) > host.pe_mips {
             return false;
         }
@@ -359,14 +368,17 @@ impl<'e> Round<'e> {
         if self.e.wl.has_mem() && self.mem[h] + mem > self.mem_cap[h] * thr.max(0.9) {
             return false;
         }
-        if kind == "drain" {
+        if self.e.vms[v].in_migration || self.vms[h].contains(&(v as u32)) {
+            return false;
+        }
+        if drain {
             // Consolidation only onto running hosts that are not emptying themselves.
             if self.cpu[h] <= 0.0 || self.draining[h] {
                 return false;
             }
-            // Do not wake or fill beyond a host that is itself about to drain.
+            // Onto a host that is itself light only if it is the busier of the two.
             if self.util(h) < 0.3 && self.variant.rank() == Rank::Pack {
-                return self.util(h) > 0.0 && self.cpu[h] >= cpu;
+                return self.cpu[h] >= cpu;
             }
         }
         true
@@ -400,48 +412,68 @@ impl<'e> Round<'e> {
     }
 
     /// Candidate receivers for `need` from host `from`, best first.
-    fn ranked(&mut self, from: usize, role: &str, need: &Value, vm: Option<u32>) -> Vec<usize> {
+    /// The `k` best candidate receivers for `need` from host `from`, best first.
+    fn ranked(
+        &mut self,
+        from: usize,
+        role: u8,
+        need: &Value,
+        vm: Option<u32>,
+        k: usize,
+    ) -> Vec<usize> {
         let thr = 0.9;
-        let tried: Vec<u32> = vm
+        let tried: &[u32] = vm
             .and_then(|v| self.tried.get(&v))
-            .map(|t| t.1.clone())
-            .unwrap_or_default();
-        let mut c: Vec<usize> = (0..self.e.hosts.len())
+            .map_or(&[], |t| t.1.as_slice());
+        let rank = self.variant.rank();
+        let Some(parsed) = parse_need(need) else {
+            return Vec::new();
+        };
+        // (unstable, switched off while packing, load order, id): smaller is better.
+        let mut c: Vec<(bool, bool, f64, usize)> = (0..self.e.hosts.len())
             .filter(|&h| {
                 h != from
                     && self.roles[h] == role
+                    && self.fits_parsed(h, parsed, thr)
                     && !tried.contains(&(h as u32))
-                    && self.fits(h, need, thr)
+            })
+            .map(|h| {
+                let u = self.util(h);
+                let load = match rank {
+                    Rank::Pack => -u,
+                    Rank::Spread => u,
+                };
+                (
+                    self.unstable[h],
+                    self.cpu[h] <= 0.0 && rank == Rank::Pack,
+                    load,
+                    h,
+                )
             })
             .collect();
-        let rank = self.variant.rank();
-        let key = |r: &Self, h: usize| -> (bool, bool, f64) {
-            let off = r.cpu[h] <= 0.0;
-            let u = r.util(h);
-            let load = match rank {
-                Rank::Pack => -u,
-                Rank::Spread => u,
-            };
-            (r.unstable[h], off && rank == Rank::Pack, load)
+        let cmp = |a: &(bool, bool, f64, usize), b: &(bool, bool, f64, usize)| {
+            a.0.cmp(&b.0)
+                .then(a.1.cmp(&b.1))
+                .then(a.2.total_cmp(&b.2))
+                .then(a.3.cmp(&b.3))
         };
-        c.sort_by(|&a, &b| {
-            let (ka, kb) = (key(self, a), key(self, b));
-            ka.0.cmp(&kb.0)
-                .then(ka.1.cmp(&kb.1))
-                .then(ka.2.total_cmp(&kb.2))
-                .then(a.cmp(&b))
-        });
-        // A veto: the best candidate without the model would have been an unstable host.
-        if let Some(&first_unstable) = c.iter().find(|&&h| self.unstable[h]) {
-            let without = c.iter().copied().min_by(|&a, &b| {
-                let (ka, kb) = (key(self, a), key(self, b));
-                ka.1.cmp(&kb.1).then(ka.2.total_cmp(&kb.2)).then(a.cmp(&b))
-            });
-            if without == Some(first_unstable) && c.first() != Some(&first_unstable) {
-                self.vetoes += 1;
-            }
+        // A veto: the best candidate without the model is one the model scores unstable.
+        let without = c
+            .iter()
+            .min_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)).then(a.3.cmp(&b.3)));
+        if without.is_some_and(|w| w.0) && c.iter().any(|x| !x.0) {
+            self.vetoes += 1;
         }
-        c
+        let k = k.min(c.len());
+        if k == 0 {
+            return Vec::new();
+        }
+        if k < c.len() {
+            c.select_nth_unstable_by(k - 1, cmp);
+            c.truncate(k);
+        }
+        c.sort_by(cmp);
+        c.into_iter().map(|x| x.3).collect()
     }
 
     fn note_tried(&mut self, v: u32, h: u32) {
@@ -454,21 +486,18 @@ impl<'e> Round<'e> {
         }
     }
 
+    /// The next running host after `h` in id order, cyclically: a peer group knows its live
+    /// neighbours, not the whole fleet (switched-off hosts run no agent).
     fn group_next(&self, h: usize) -> usize {
-        let g = self.t.group_size.max(2);
         let n = self.e.hosts.len();
-        let base = h / g * g;
-        let next = h + 1;
-        if next >= (base + g).min(n) {
-            // The last member of a group forwards into the next group.
-            next % n
-        } else {
-            next
-        }
+        (1..n)
+            .map(|k| (h + k) % n)
+            .find(|&x| self.cpu[x] > 0.0 || !self.vms[x].is_empty())
+            .unwrap_or((h + 1) % n)
     }
 }
 
-fn parse_need(v: &Value) -> Option<(f64, f64, usize, String)> {
+fn parse_need(v: &Value) -> Option<(f64, f64, usize, bool)> {
     if v.name() != Some("need") || v.args().len() != 4 {
         return None;
     }
@@ -477,7 +506,7 @@ fn parse_need(v: &Value) -> Option<(f64, f64, usize, String)> {
         a[0].as_f64()?,
         a[1].as_f64()?,
         usize::try_from(a[2].as_int()?).ok()?,
-        a[3].as_atom()?.to_string(),
+        a[3].as_atom()? == "drain",
     ))
 }
 
@@ -550,6 +579,11 @@ impl Knowledge for HostKnowledge<'_, '_> {
             ("canMigrate", 3) | ("canMigrate", 2) => {
                 let thr = num(&args[0])?;
                 let need = &args[args.len() - 1];
+                // Without a directory to rank it, a peer the model scores unstable declines.
+                if r.variant == Variant::PeerGroup && r.unstable[h] {
+                    r.vetoes += 1;
+                    return Ok(None);
+                }
                 if r.fits(h, need, thr) {
                     r.reserve(h, need);
                     Ok(Some(args.to_vec()))
@@ -573,7 +607,7 @@ impl Knowledge for HostKnowledge<'_, '_> {
             }
             ("candidates", 2) => {
                 let vm = parse_need(&args[0]).map(|n| n.2 as u32);
-                let c = r.ranked(h, "bidder", &args[0], vm);
+                let c = r.ranked(h, ROLE_BIDDER, &args[0], vm, r.t.bidders);
                 let list = c
                     .into_iter()
                     .take(r.t.bidders)
@@ -662,14 +696,14 @@ struct HostDirectory<'a, 'e> {
 
 impl Directory for HostDirectory<'_, '_> {
     fn resolve(&mut self, role: &Value, body: &Value) -> Option<Value> {
-        let role = role.name()?;
+        let role = role_code(role.name()?);
         // readyToMigrate(Vm, Need)
         let (vm, need) = match body.args() {
             [vm, need] => (id_of(vm)? as u32, need.clone()),
             _ => return None,
         };
         let mut r = self.r.borrow_mut();
-        let c = r.ranked(self.from, role, &need, Some(vm));
+        let c = r.ranked(self.from, role, &need, Some(vm), 1);
         match c.first() {
             Some(&h) => Some(Value::Int(h as i64)),
             None => {
@@ -703,14 +737,25 @@ impl Ord for InFlight {
 
 const ROUND_EVENT_LIMIT: u64 = 2_000_000;
 
-fn role_name(p: &Peer) -> &'static str {
-    match p.role().name() {
-        Some("underloaded") => "underloaded",
-        Some("bidder") => "bidder",
-        Some("member") => "member",
-        Some("idle") => "idle",
-        _ => "busy",
+const ROLE_IDLE: u8 = 0;
+const ROLE_UNDERLOADED: u8 = 1;
+const ROLE_BIDDER: u8 = 2;
+const ROLE_MEMBER: u8 = 3;
+/// In the middle of a negotiation (any other role).
+const ROLE_BUSY: u8 = 4;
+
+fn role_code(name: &str) -> u8 {
+    match name {
+        "idle" => ROLE_IDLE,
+        "underloaded" => ROLE_UNDERLOADED,
+        "bidder" => ROLE_BIDDER,
+        "member" => ROLE_MEMBER,
+        _ => ROLE_BUSY,
     }
+}
+
+fn role_name(p: &Peer) -> u8 {
+    p.role().name().map_or(ROLE_BUSY, role_code)
 }
 
 fn step_peer(
@@ -759,6 +804,7 @@ fn flush(
 
 fn run_round(
     program: &Arc<Program>,
+    peers: &mut Vec<Peer>,
     round: Round<'_>,
     rng: &mut ChaCha8Rng,
     stats: &mut Negotiation,
@@ -768,16 +814,29 @@ fn run_round(
     let latency = round.t.latency_s;
     let loss = round.t.loss;
     let rc = RefCell::new(round);
-    let mut peers = Vec::with_capacity(n);
+    // Every agent starts the interval in its initial role: a peer whose inbox is empty is reset
+    // (`timeout`), one with stale messages from the last interval is started afresh.
+    if peers.len() != n {
+        peers.clear();
+    }
     for h in 0..n {
-        peers.push(
-            Peer::new(
+        if h < peers.len() && peers[h].inbox().is_empty() {
+            peers[h]
+                .timeout()
+                .map_err(|e| anyhow::anyhow!("resetting the agent of host {h}: {e}"))?;
+        } else {
+            let p = Peer::new(
                 Arc::clone(program),
                 Value::atom("idle"),
                 Value::Int(h as i64),
             )
-            .map_err(|e| anyhow::anyhow!("starting the agent of host {h}: {e}"))?,
-        );
+            .map_err(|e| anyhow::anyhow!("starting the agent of host {h}: {e}"))?;
+            if h < peers.len() {
+                peers[h] = p;
+            } else {
+                peers.push(p);
+            }
+        }
     }
     let mut queue = BinaryHeap::new();
     let mut seq = 0u64;
@@ -786,7 +845,7 @@ fn run_round(
     // Receivers first, so that the first requests find them in their role.
     let order: Vec<usize> = (0..n).collect();
     for &h in &order {
-        step_peer(h, &mut peers, &rc, &mut out)?;
+        step_peer(h, peers, &rc, &mut out)?;
         flush(
             &mut out, &mut queue, &mut seq, 0.0, latency, loss, rng, stats,
         );
@@ -803,7 +862,7 @@ fn run_round(
                 continue;
             };
             peers[to].deliver(env);
-            step_peer(to, &mut peers, &rc, &mut out)?;
+            step_peer(to, peers, &rc, &mut out)?;
             flush(
                 &mut out, &mut queue, &mut seq, now, latency, loss, rng, stats,
             );
@@ -811,7 +870,7 @@ fn run_round(
         // Nothing in flight: a peer in the middle of a negotiation has timed out.
         let mut any = false;
         for h in 0..n {
-            if rc.borrow().roles[h] != "busy" {
+            if rc.borrow().roles[h] != ROLE_BUSY {
                 continue;
             }
             peers[h]
@@ -824,7 +883,7 @@ fn run_round(
                 let vms = r.vms[h].clone();
                 r.exhausted.extend(vms);
             }
-            step_peer(h, &mut peers, &rc, &mut out)?;
+            step_peer(h, peers, &rc, &mut out)?;
             any |= !out.is_empty();
             flush(
                 &mut out, &mut queue, &mut seq, now, latency, loss, rng, stats,
