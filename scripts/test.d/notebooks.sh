@@ -58,7 +58,22 @@ for eval_data in datasets/planetlab-20110306.parquet datasets/bitbrains-rnd-2013
     KEEL_MODEL="$model" KEEL_EVAL_JSON="$out" KEEL_DATASET="$eval_data"
 done
 
+# 03: the main job's replay, kept small for a debug build: CloudSim's scenario on 20110303 with the
+# no-migration baseline, THR-MMT-0.8 and the cheapest Keel variant with and without the model
+# (about 30 s; the whole default set takes about 3 min in debug), writing JSON, CSV and one
+# policy's host series into one folder.
+replay_dir="$work/replay"
+mkdir -p "$replay_dir"
+echo "-- keel-agent replay (no-migration, thr-mmt-0.8, keel-peer-group, keel-peer-group+model)"
+cargo run -q -p keel-agent -- replay --dataset datasets/planetlab-20110303.parquet \
+  --scenario cloudsim-planetlab --model "$model" \
+  --policies no-migration,thr-mmt-0.8,keel-peer-group,keel-peer-group+model \
+  --json --csv "$replay_dir/replay.csv" \
+  --export-hosts "$replay_dir/hosts.parquet" --export-policy keel-peer-group+model \
+  --quiet > "$replay_dir/replay.json"
+run_nb "planetlab-20110303, 4 policies" notebooks/03-replay.ipynb \
+  KEEL_REPLAY_JSON="$replay_dir/replay.json" KEEL_REPLAY_DIR="$replay_dir"
+
 echo
 echo "notebooks executed:"
 printf '  %s\n' "${ran[@]}"
-echo "not executed yet: notebooks/03-replay.ipynb (needs keel-agent replay output)"
