@@ -930,6 +930,151 @@ mod tests {
         assert!(acts.is_empty());
     }
 
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// Deliver the in-flight message at this index (mod the count).
+            Deliver(usize),
+            /// Lose it.
+            Drop(usize),
+            /// Deliver a copy and keep the original in flight.
+            Duplicate(usize),
+            /// Let time pass (ms) and tick everyone.
+            Advance(u64),
+            /// The source offers its next VM to target 0 or 1.
+            Start(usize),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => any::<usize>().prop_map(Op::Deliver),
+                1 => any::<usize>().prop_map(Op::Drop),
+                1 => any::<usize>().prop_map(Op::Duplicate),
+                2 => (1u64..3000).prop_map(Op::Advance),
+                1 => (0usize..2).prop_map(Op::Start),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+            /// Whatever the network does (loss, duplication, reordering, delay), a VM moves at most
+            /// once, only to a target holding a committed reservation for that negotiation, and
+            /// every wait ends: after enough time everyone is idle with no reservation left.
+            #[test]
+            fn a_vm_moves_once_and_only_to_a_committed_target(
+                ops in proptest::collection::vec(op(), 1..120),
+                exec_fails in any::<bool>(),
+            ) {
+                let t = Timeouts::default();
+                let mut now = Instant::now();
+                let mut s = Negotiator::new("s".into(), t);
+                let mut targets = [
+                    Negotiator::new("t0".into(), t),
+                    Negotiator::new("t1".into(), t),
+                ];
+                let vms = ["v1", "v2", "v3"];
+                let mut moved: HashMap<String, usize> = HashMap::new();
+                let mut next_vm = 0;
+                let mut net: Vec<(String, String, Msg)> = Vec::new();
+                fn push(net: &mut Vec<(String, String, Msg)>, from: &str, acts: &[Action]) {
+                    for a in acts {
+                        if let Action::Send { to, msg } = a {
+                            net.push((from.to_string(), to.clone(), msg.clone()));
+                        }
+                    }
+                }
+                let handle = |s: &mut Negotiator,
+                                  targets: &mut [Negotiator; 2],
+                                  net: &mut Vec<(String, String, Msg)>,
+                                  moved: &mut HashMap<String, usize>,
+                                  now: Instant,
+                                  from: String,
+                                  to: String,
+                                  msg: Msg|
+                 -> Result<(), TestCaseError> {
+                    if to == "s" {
+                        let acts = s.on_message(now, &from, msg, &LOCAL);
+                        push(net, "s", &acts);
+                        for a in &acts {
+                            if let Action::Execute { neg, vm, target } = a {
+                                let ti = usize::from(target == "t1");
+                                let r = targets[ti].reservations.get(neg);
+                                prop_assert!(r.is_some_and(|r| r.committed),
+                                    "executing {vm} to {target} without its commitment");
+                                let res = if exec_fails { Err("failed".to_string()) } else { Ok(()) };
+                                if res.is_ok() {
+                                    *moved.entry(vm.clone()).or_default() += 1;
+                                }
+                                let more = s.on_executed(now, neg, res);
+                                push(net, "s", &more);
+                            }
+                        }
+                    } else {
+                        let ti = usize::from(to == "t1");
+                        let acts = targets[ti].on_message(now, &from, msg, &LOCAL);
+                        push(net, &to, &acts);
+                    }
+                    Ok(())
+                };
+                for op in ops {
+                    match op {
+                        Op::Deliver(i) | Op::Duplicate(i) if !net.is_empty() => {
+                            let i = i % net.len();
+                            let (from, to, msg) = if matches!(op, Op::Deliver(_)) {
+                                net.swap_remove(i)
+                            } else {
+                                net[i].clone()
+                            };
+                            handle(&mut s, &mut targets, &mut net, &mut moved, now, from, to, msg)?;
+                        }
+                        Op::Drop(i) if !net.is_empty() => {
+                            let i = i % net.len();
+                            net.swap_remove(i);
+                        }
+                        Op::Advance(ms) => {
+                            now += Duration::from_millis(ms);
+                            let acts = s.on_tick(now);
+                            push(&mut net, "s", &acts);
+                            for (k, tn) in targets.iter_mut().enumerate() {
+                                let acts = tn.on_tick(now);
+                                push(&mut net, &format!("t{k}"), &acts);
+                            }
+                        }
+                        Op::Start(k) if s.is_idle() && next_vm < vms.len() => {
+                            let vm = vms[next_vm];
+                            // A VM that moved is gone from the source; one that did not is offered
+                            // again only after its negotiation ended.
+                            if moved.contains_key(vm) {
+                                next_vm += 1;
+                                continue;
+                            }
+                            let acts = s.start(now, vm, 100.0, &format!("t{k}"));
+                            push(&mut net, "s", &acts);
+                            next_vm = (next_vm + 1) % vms.len();
+                        }
+                        _ => {}
+                    }
+                    for (vm, n) in &moved {
+                        prop_assert!(*n <= 1, "{vm} moved {n} times");
+                    }
+                }
+                // Every wait ends: with no more messages, time alone returns everyone to idle.
+                now += t.execute + t.commit + t.done + t.offer + t.reservation;
+                let acts = s.on_tick(now);
+                drop(acts);
+                for tn in &mut targets {
+                    let _ = tn.on_tick(now);
+                }
+                prop_assert!(s.is_idle());
+                prop_assert!(targets.iter().all(|t| t.reservations() == 0));
+            }
+        }
+    }
+
     #[test]
     fn forged_origin_and_wrong_peer_are_ignored() {
         let now = Instant::now();
