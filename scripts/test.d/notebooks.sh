@@ -32,7 +32,7 @@ run_nb bitbrains-rnd-2013-07 notebooks/01-datasets.ipynb KEEL_DATASET=datasets/b
 # 02: the shipped model (or, without one, a model trained here on 20110303), evaluated by
 # `keel-trainer eval --json` on every row of a PlanetLab day and of Bitbrains, so that the
 # notebook's rebuilt figures must match the trainer's exactly.
-trainer=(cargo run -q -p keel-trainer --)
+trainer=(cargo run -q --locked -p keel-trainer --)
 model=models/stability.json
 if [ ! -f "$model" ]; then
   echo "-- no $model yet: training one on datasets/planetlab-20110303.parquet"
@@ -65,12 +65,14 @@ done
 replay_dir="$work/replay"
 mkdir -p "$replay_dir"
 echo "-- keel-agent replay (no-migration, thr-mmt-0.8, keel-peer-group, keel-peer-group+model)"
-cargo run -q -p keel-agent -- replay --dataset datasets/planetlab-20110303.parquet \
+cargo run -q --locked -p keel-agent -- replay --dataset datasets/planetlab-20110303.parquet \
   --scenario cloudsim-planetlab --model "$model" \
   --policies no-migration,thr-mmt-0.8,keel-peer-group,keel-peer-group+model \
   --json --csv "$replay_dir/replay.csv" \
   --export-hosts "$replay_dir/hosts.parquet" --export-policy keel-peer-group+model \
   --quiet > "$replay_dir/replay.json"
+echo "-- cross-reader check of the replay's host-series export"
+"$PY" scripts/check_readers.py "$replay_dir/hosts.parquet"
 run_nb "planetlab-20110303, 4 policies" notebooks/03-replay.ipynb \
   KEEL_REPLAY_JSON="$replay_dir/replay.json" KEEL_REPLAY_DIR="$replay_dir"
 
