@@ -371,10 +371,12 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         c.gossip_interval = Duration::from_millis(150);
         c.dead_after = Duration::from_millis(1500);
         c.cooldown = Duration::from_millis(600);
-        c.history_step_s = eval.as_secs_f64() * args.speedup;
-        // Enough history for the model's window (trace time), within what peers accept.
-        c.history_len = ((window_s / c.history_step_s).ceil() as usize)
-            .clamp(12, crate::node::membership::MAX_HISTORY);
+        // History points at the dataset's step, over the model's window (trace time).
+        let (every, step, len) =
+            node::history_plan(eval.as_secs_f64() * args.speedup, sc.step_s, window_s);
+        c.history_every = every;
+        c.history_step_s = step;
+        c.history_len = len;
         c.faults = FaultPlan {
             drop: args.drop,
             duplicate: args.duplicate,

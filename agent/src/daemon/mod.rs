@@ -170,10 +170,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     nc.gossip_interval = s.gossip_interval;
     nc.dead_after = s.gossip_interval * 10;
     nc.cooldown = s.eval_interval * 6;
-    nc.history_step_s = s.eval_interval.as_secs_f64();
-    // One hour of history (the model's usual window), within what peers accept.
-    nc.history_len = ((3600.0 / s.eval_interval.as_secs_f64().max(1e-3)) as usize)
-        .clamp(12, crate::node::membership::MAX_HISTORY);
+    // History points 5 min apart (the step of the traces models are trained on) over the
+    // model's window.
+    let window_s = ranker.model().map_or(3600.0, |m| m.window_s());
+    let (every, step, len) = node::history_plan(s.eval_interval.as_secs_f64(), 300.0, window_s);
+    nc.history_every = every;
+    nc.history_step_s = step;
+    nc.history_len = len;
     nc.libvirt_uri = s.libvirt_uri.clone();
     nc.policy_key = s.policy_key;
     nc.policy_dir = s.policy_dir.clone();

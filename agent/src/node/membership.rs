@@ -222,6 +222,22 @@ mod tests {
     }
 
     #[test]
+    fn history_plan_matches_the_model_step() {
+        // 5 s evaluations, 300 s points, one hour: 60 evaluations per point, 12 points.
+        assert_eq!(
+            super::super::history_plan(5.0, 300.0, 3600.0),
+            (60, 300.0, 12)
+        );
+        // Cluster at 300x: 60 s of trace per evaluation.
+        assert_eq!(
+            super::super::history_plan(60.0, 300.0, 3600.0),
+            (5, 300.0, 12)
+        );
+        // Never more than peers accept.
+        assert_eq!(super::super::history_plan(1.0, 1.0, 1e9).2, MAX_HISTORY);
+    }
+
+    #[test]
     fn sender_address_is_pinned() {
         let mut m = Membership::new(info("me", 1, 0, Role::Idle), Duration::from_secs(3));
         m.merge(

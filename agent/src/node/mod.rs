@@ -143,6 +143,8 @@ pub struct NodeConfig {
     pub history_len: usize,
     /// Seconds of host time between history values (for the model's features).
     pub history_step_s: f64,
+    /// Evaluations averaged into one history value (see [`history_plan`]).
+    pub history_every: u32,
     /// Transport settings.
     pub net: NetConfig,
     /// Injected faults (tests, `cluster`).
@@ -191,6 +193,7 @@ impl NodeConfig {
             cooldown: Duration::from_secs(2),
             history_len: 12,
             history_step_s: 300.0,
+            history_every: 1,
             net: NetConfig::default(),
             faults: FaultPlan::default(),
             libvirt_uri: None,
@@ -200,6 +203,24 @@ impl NodeConfig {
             interaction_model: None,
         }
     }
+}
+
+/// How to keep the utilisation history the stability model reads: evaluations every `eval_s`
+/// seconds of host time are averaged into points `step_s` apart (the model's training step,
+/// e.g. 300 s for PlanetLab), and `window_s` of them are kept. Returns `(every, step_s, len)`.
+/// Keeping the history at the model's step keeps gossip records small.
+pub fn history_plan(eval_s: f64, step_s: f64, window_s: f64) -> (u32, f64, usize) {
+    let eval_s = if eval_s.is_finite() && eval_s > 0.0 {
+        eval_s
+    } else {
+        1.0
+    };
+    let every = (step_s / eval_s).round().clamp(1.0, 10_000.0);
+    let step = every * eval_s;
+    let len = (window_s / step)
+        .ceil()
+        .clamp(2.0, membership::MAX_HISTORY as f64);
+    (every as u32, step, len as usize)
 }
 
 /// Something a test or a supervisor may want to watch.
@@ -413,6 +434,7 @@ pub async fn spawn(
         tracker: tracker.clone(),
         policy_version,
         lcc,
+        hist_acc: (0.0, 0),
     };
     tracker.spawn(actor.run(inbox, exec_rx, shutdown.clone(), kill.clone()));
     Ok(NodeHandle {
@@ -458,6 +480,8 @@ struct Actor {
     policy_version: u64,
     /// The interaction model's peer, when one chooses roles.
     lcc: Option<LccPolicy>,
+    /// Utilisation summed over the evaluations of the history point in progress, and their count.
+    hist_acc: (f64, u32),
 }
 
 impl Actor {
@@ -739,12 +763,21 @@ impl Actor {
         let util = self.util;
         // Peers refuse longer records (membership::MAX_HISTORY).
         let hist_len = self.cfg.history_len.min(membership::MAX_HISTORY);
+        self.hist_acc.0 += util;
+        self.hist_acc.1 += 1;
+        let point = (self.hist_acc.1 >= self.cfg.history_every.max(1)).then(|| {
+            let mean = self.hist_acc.0 / f64::from(self.hist_acc.1);
+            self.hist_acc = (0.0, 0);
+            mean
+        });
         self.members.update_me(|me| {
             me.role = role;
             me.used = used;
-            me.history.push(util);
-            if me.history.len() > hist_len {
-                me.history.remove(0);
+            if let Some(p) = point {
+                me.history.push(p);
+                if me.history.len() > hist_len {
+                    me.history.remove(0);
+                }
             }
         });
         if role == Role::Overloaded && self.neg.is_idle() {
