@@ -9,6 +9,9 @@
 //!
 //! The VM's UUID and vCPU count come from the QEMU command line of a process in the scope
 //! (`-uuid`, `-smp`), read under the procfs root; without a UUID the scope's VM name is the id.
+//! vCPU delay (`cpu_delay`: the fraction of time the VM's vCPUs waited for a host CPU, what
+//! libvirt calls `vcpu.N.delay`) comes from `/proc/<tid>/schedstat` of the scope's `CPU N/KVM`
+//! threads.
 //! CPU time becomes utilisation of the VM's vCPUs (`cpu_util`, null when the vCPU count is
 //! unknown); counters that go down (the VM restarted) give no value for that round.
 
@@ -103,6 +106,7 @@ pub fn parse_qemu_cmdline(cmdline: &str) -> (Option<String>, Option<u32>) {
 #[derive(Debug, Default)]
 struct VmState {
     cpu: Rate,
+    delay: Rate,
     rd: Rate,
     wr: Rate,
     id: Option<(String, Option<u32>)>,
@@ -164,6 +168,59 @@ pub struct ScopeReading {
     pub psi_cpu_some: Option<f64>,
     /// A pid in the scope.
     pub pid: Option<u32>,
+    /// Thread ids in the scope (`cgroup.threads` on v2, `tasks` on v1), for vCPU delay.
+    pub tids: Vec<u32>,
+}
+
+/// Thread ids listed in a cgroup file; a missing file gives none.
+fn ids(p: &Path) -> Vec<u32> {
+    std::fs::read_to_string(p)
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Threads of the scope and its sub-groups (recent libvirt puts vCPUs in `libvirt/vcpuN`).
+fn tids_under(dir: &Path, file: &str) -> Vec<u32> {
+    let mut out = ids(&dir.join(file));
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    out.extend(ids(&p.join(file)));
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Total run-queue wait (ns) of the QEMU vCPU threads (`comm` "CPU N/KVM") among `tids`, from
+/// `/proc/<tid>/schedstat` (second field: time spent waiting for a CPU). This is what libvirt
+/// reports as `vcpu.N.delay`: the host-side steal a guest suffers. `None` if no vCPU thread.
+pub fn vcpu_wait_ns(proc_root: &Path, tids: &[u32]) -> Option<u64> {
+    let mut total = None;
+    for tid in tids {
+        let dir = proc_root.join(tid.to_string());
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        let comm = comm.trim();
+        if !(comm.starts_with("CPU ") && comm.ends_with("/KVM")) {
+            continue;
+        }
+        let wait = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok());
+        if let Some(w) = wait {
+            total = Some(total.unwrap_or(0) + w);
+        }
+    }
+    total
 }
 
 fn first_pid(dir: &Path) -> Option<u32> {
@@ -205,6 +262,7 @@ pub fn read_scope(root: &Path, layout: Layout, scope: &str) -> ScopeReading {
                     .map(|t| parse_io_stat(&t)),
                 psi_cpu_some: psi_some_avg10(&d.join("cpu.pressure")),
                 pid,
+                tids: tids_under(&d, "cgroup.threads"),
             }
         }
         Layout::V1 => {
@@ -222,6 +280,7 @@ pub fn read_scope(root: &Path, layout: Layout, scope: &str) -> ScopeReading {
                     .map(|t| parse_blkio(&t)),
                 psi_cpu_some: None,
                 pid: first_pid(&cpuacct),
+                tids: tids_under(&cpuacct, "tasks"),
             }
         }
     }
@@ -287,6 +346,9 @@ impl CgroupSource {
                 st.id = Some((uuid.unwrap_or_else(|| name.clone()), vcpus));
             }
             let (vm_id, vcpus) = st.id.clone().unwrap_or_else(|| (name.clone(), None));
+            let wait = vcpu_wait_ns(&self.proc_root, &r.tids)
+                .and_then(|ns| st.delay.update(ns, dt_s))
+                .map(|ns_per_s| ns_per_s / 1e9);
             let cores = r
                 .cpu_ns
                 .and_then(|ns| st.cpu.update(ns, dt_s))
@@ -297,6 +359,7 @@ impl CgroupSource {
             };
             let m = Metrics {
                 cpu_util: cores.zip(vcpus).map(|(c, n)| c / f64::from(n.max(1))),
+                cpu_delay: wait.zip(vcpus).map(|(w, n)| w / f64::from(n.max(1))),
                 mem_used_mib: r.mem_bytes.map(|b| b as f64 / (1024.0 * 1024.0)),
                 disk_read_kib_s: rd.map(|b| b / 1024.0),
                 disk_write_kib_s: wr.map(|b| b / 1024.0),
@@ -344,6 +407,7 @@ mod tests {
         );
         s.poll(&mut Round::default(), 0.0, "h1");
         s.root = fixture(&format!("{layout}/t1/sys/fs/cgroup"));
+        s.proc_root = fixture(&format!("{layout}/t1/proc"));
         let mut r = Round::default();
         s.poll(&mut r, 2.0, "h1");
         r
@@ -376,6 +440,8 @@ mod tests {
             assert_abs_diff_eq!(m.mem_used_mib.unwrap(), 600.0, epsilon = 1e-9);
             assert_abs_diff_eq!(m.disk_read_kib_s.unwrap(), 1024.0, epsilon = 1e-9);
             assert_abs_diff_eq!(m.disk_write_kib_s.unwrap(), 0.0, epsilon = 1e-9);
+            // Two vCPU threads waited 0.2 s and 0.6 s in 2 s: (0.8 / 2) / 2 vCPUs.
+            assert_abs_diff_eq!(m.cpu_delay.unwrap(), 0.2, epsilon = 1e-9);
         }
         assert_abs_diff_eq!(
             two_rounds("v2").samples[0].metrics.psi_cpu_some.unwrap(),

@@ -10,7 +10,8 @@
 //! a domain whose previous call has not returned is skipped, not piled up on), and a domain that
 //! vanishes between listing and stats is normal (logged at DEBUG, never an error). vCPU delay
 //! (`vcpu.N.delay`, the host-side steal signal) is only in libvirt's bulk stats call, which the
-//! `virt` crate does not wrap safely, so `cpu_delay` stays null here.
+//! `virt` crate does not wrap safely, so `cpu_delay` stays null here; the [`cgroup`](super::cgroup)
+//! source measures it from the vCPU threads' `schedstat`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
