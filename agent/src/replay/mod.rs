@@ -5,7 +5,7 @@
 //! [`crate::sim`]) and prints a table; `--json`, `--csv`, `--report DIR` (HTML with plots) and
 //! `--export-hosts FILE` (host-level series for the trainer) write the same results elsewhere.
 
-mod output;
+pub mod output;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,6 +64,9 @@ pub struct ReplayArgs {
     /// v's type and trace; `cloudsim-planetlab` gets 800 × scale hosts).
     #[arg(long, default_value_t = 1)]
     pub scale: usize,
+    /// Use only N of the dataset's VMs, evenly spaced in its order (quick runs; before --scale).
+    #[arg(long)]
+    pub max_vms: Option<usize>,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -193,7 +196,11 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
     if !(args.latency_ms.is_finite() && args.latency_ms >= 0.0) {
         bail!("--latency-ms must be >= 0");
     }
-    let wl = Workload::from_parquet(&args.dataset)?.replicate(args.scale);
+    let mut wl = Workload::from_parquet(&args.dataset)?;
+    if let Some(n) = args.max_vms {
+        wl = wl.take(n);
+    }
+    let wl = wl.replicate(args.scale);
     let sc = Scenario::resolve(&args.scenario, args.scale)?;
     let model = match &args.model {
         Some(p) => {

@@ -16,19 +16,20 @@ use crate::sim::engine::HostSeries;
 use crate::sim::{Scenario, Workload};
 
 /// What the run was.
+#[allow(missing_docs)] // fields are named for the JSON they become
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Meta {
-    pub(crate) dataset: String,
-    pub(crate) scenario: String,
-    pub(crate) hosts: usize,
-    pub(crate) vms: usize,
-    pub(crate) seed: u64,
-    pub(crate) model: Option<String>,
-    pub(crate) wall_s: f64,
+pub struct Meta {
+    pub dataset: String,
+    pub scenario: String,
+    pub hosts: usize,
+    pub vms: usize,
+    pub seed: u64,
+    pub model: Option<String>,
+    pub wall_s: f64,
 }
 
-/// `{"policies": {NAME: {...}}, "run": {...}}`, policies in run order.
-pub(crate) fn json(meta: &Meta, results: &[Named]) -> anyhow::Result<String> {
+/// The results as JSON: `{"policies": {NAME: {...}}, "run": {...}}`, policies in run order.
+pub fn json(meta: &Meta, results: &[Named]) -> anyhow::Result<String> {
     let mut policies = serde_json::Map::new();
     for r in results {
         policies.insert(r.name.clone(), serde_json::to_value(&r.result)?);
@@ -80,7 +81,7 @@ fn row(r: &Named) -> Vec<String> {
 }
 
 /// A fixed-width table.
-pub(crate) fn table(meta: &Meta, results: &[Named]) -> String {
+pub fn table(meta: &Meta, results: &[Named]) -> String {
     let rows: Vec<Vec<String>> = results.iter().map(row).collect();
     let widths: Vec<usize> = (0..HEADER.len())
         .map(|i| {
@@ -130,7 +131,7 @@ pub(crate) fn table(meta: &Meta, results: &[Named]) -> String {
 }
 
 /// CSV with the table's columns.
-pub(crate) fn csv(results: &[Named]) -> String {
+pub fn csv(results: &[Named]) -> String {
     let mut s = HEADER.join(",");
     s.push('\n');
     for r in results {
@@ -141,7 +142,7 @@ pub(crate) fn csv(results: &[Named]) -> String {
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let mut tmp = tempfile_in(dir.unwrap_or(Path::new(".")), path)?;
     tmp.1.write_all(bytes)?;
@@ -206,7 +207,7 @@ fn svg_plot(title: &str, y_label: &str, series: &Series<'_>) -> anyhow::Result<S
 }
 
 /// `DIR/index.html`: the table and plots of active hosts, energy and migrations over time.
-pub(crate) fn report(dir: &Path, meta: &Meta, results: &[Named]) -> anyhow::Result<()> {
+pub fn report(dir: &Path, meta: &Meta, results: &[Named]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let pick = |f: &dyn Fn(&crate::sim::engine::Step) -> f64| -> Series<'_> {
         results
@@ -284,7 +285,7 @@ fn html_escape(s: &str) -> String {
 }
 
 /// Host-level series of one policy in the canonical schema (`vm_id` null), for the trainer.
-pub(crate) fn export_hosts(
+pub fn export_hosts(
     path: &Path,
     sc: &Scenario,
     wl: &Workload,

@@ -251,6 +251,9 @@ struct Round<'e> {
     moves: Vec<(usize, usize)>,
     unstable: Vec<bool>,
     vetoes: u64,
+    /// Off while the agents take their roles at the start of a round: a send to an unbound peer
+    /// waits instead of failing, and is retried once every agent has a role.
+    discovery_open: bool,
     agreed: u64,
     refused: u64,
     started: u64,
@@ -316,6 +319,7 @@ impl<'e> Round<'e> {
             moves: Vec::new(),
             unstable,
             vetoes: 0,
+            discovery_open: false,
             agreed: 0,
             refused: 0,
             started: 0,
@@ -375,10 +379,6 @@ impl<'e> Round<'e> {
             // Consolidation only onto running hosts that are not emptying themselves.
             if self.cpu[h] <= 0.0 || self.draining[h] {
                 return false;
-            }
-            // Onto a host that is itself light only if it is the busier of the two.
-            if self.util(h) < 0.3 && self.variant.rank() == Rank::Pack {
-                return self.cpu[h] >= cpu;
             }
         }
         true
@@ -553,6 +553,14 @@ impl Knowledge for HostKnowledge<'_, '_> {
                 if !(u > 0.0 && u < thr) || r.incoming[h] {
                     return Ok(None);
                 }
+                // Drain only towards a busier running host that is not draining itself (the
+                // discovery service knows loads): the busiest host always stays to receive.
+                let busier = (0..r.cpu.len()).any(|x| {
+                    x != h && !r.draining[x] && r.cpu[x] > r.cpu[h] && !r.vms[x].is_empty()
+                });
+                if !busier {
+                    return Ok(None);
+                }
                 let Some(v) = r.pick_vm(h, true) else {
                     return Ok(None);
                 };
@@ -703,6 +711,9 @@ impl Directory for HostDirectory<'_, '_> {
             _ => return None,
         };
         let mut r = self.r.borrow_mut();
+        if !r.discovery_open {
+            return None;
+        }
         let c = r.ranked(self.from, role, &need, Some(vm), 1);
         match c.first() {
             Some(&h) => Some(Value::Int(h as i64)),
@@ -842,13 +853,21 @@ fn run_round(
     let mut seq = 0u64;
     let mut out = Vec::new();
     let mut events = 0u64;
-    // Receivers first, so that the first requests find them in their role.
-    let order: Vec<usize> = (0..n).collect();
-    for &h in &order {
+    for h in 0..n {
         step_peer(h, peers, &rc, &mut out)?;
         flush(
             &mut out, &mut queue, &mut seq, 0.0, latency, loss, rng, stats,
         );
+    }
+    // Every agent has its role now: the ones waiting to address an unbound peer go on.
+    rc.borrow_mut().discovery_open = true;
+    for h in 0..n {
+        if rc.borrow().roles[h] == ROLE_BUSY {
+            step_peer(h, peers, &rc, &mut out)?;
+            flush(
+                &mut out, &mut queue, &mut seq, 0.0, latency, loss, rng, stats,
+            );
+        }
     }
     let mut now = 0.0;
     loop {

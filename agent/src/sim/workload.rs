@@ -212,6 +212,42 @@ impl Workload {
         self.n_steps as f64 * self.step_s
     }
 
+    /// `n` VMs evenly spaced in the inventory's order (every ⌈N/n⌉-th VM from the first), so
+    /// that a small run keeps the mix of VM types; for quick runs and tests.
+    pub fn take(&self, n: usize) -> Self {
+        let total = self.n_vms();
+        if n >= total {
+            return self.clone();
+        }
+        let every = total.div_ceil(n.max(1));
+        let picked: Vec<usize> = (0..total).step_by(every).take(n).collect();
+        let stride = self.n_steps + 1;
+        let mut inventory = self.inventory.clone();
+        inventory.vms = picked
+            .iter()
+            .map(|&v| self.inventory.vms[v].clone())
+            .collect();
+        let cut = |xs: &[f64]| -> Vec<f64> {
+            picked
+                .iter()
+                .flat_map(|&v| xs[v * stride..(v + 1) * stride].iter().copied())
+                .collect()
+        };
+        Self {
+            inventory,
+            step_s: self.step_s,
+            n_steps: self.n_steps,
+            start_ms: self.start_ms,
+            cpu: cut(&self.cpu),
+            mem: self.mem.as_ref().map(|m| {
+                picked
+                    .iter()
+                    .flat_map(|&v| m[v * stride..(v + 1) * stride].iter().copied())
+                    .collect()
+            }),
+        }
+    }
+
     /// The workload replicated `k` times (copy `j` of VM `v` has VM `v`'s size, type and trace,
     /// and id `<id>-x<j>`), for scaling runs.
     pub fn replicate(&self, k: usize) -> Self {

@@ -1,0 +1,164 @@
+//! Keel's policies in the replay: determinism for a seed, lossy transport, outputs, scenarios.
+//! Runs on the first VMs of a shipped PlanetLab day so that a debug build stays quick.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use keel_agent::replay::{output, replay, ReplayArgs};
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(flatten)]
+    a: ReplayArgs,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn args(extra: &[&str]) -> ReplayArgs {
+    let ds = root().join("datasets/planetlab-20110303.parquet");
+    let sc = root().join("agent/scenarios/small-lab.toml");
+    let mut v = vec![
+        "replay".to_string(),
+        "--dataset".into(),
+        ds.display().to_string(),
+        "--scenario".into(),
+        sc.display().to_string(),
+        "--max-vms".into(),
+        "60".into(),
+        "--quiet".into(),
+    ];
+    v.extend(extra.iter().map(|s| (*s).to_string()));
+    Cli::parse_from(v).a
+}
+
+fn results_json(a: &ReplayArgs) -> serde_json::Value {
+    let (results, _, sc, wl) = replay(a).expect("replay runs");
+    let meta = output::Meta {
+        dataset: "d".into(),
+        scenario: sc.name.clone(),
+        hosts: sc.hosts.len(),
+        vms: wl.n_vms(),
+        seed: a.seed,
+        model: None,
+        wall_s: 0.0,
+    };
+    let mut v: serde_json::Value =
+        serde_json::from_str(&output::json(&meta, &results).expect("json")).expect("valid JSON");
+    // Wall time is the only thing allowed to differ between two runs.
+    for (_, p) in v["policies"].as_object_mut().expect("policies").iter_mut() {
+        p.as_object_mut().expect("object").remove("wall_s");
+    }
+    v
+}
+
+#[test]
+fn a_seed_fixes_the_run_even_with_loss() {
+    let a = args(&[
+        "--policies",
+        "keel-power-saving,keel-auction,keel-peer-group",
+        "--loss",
+        "0.05",
+        "--seed",
+        "7",
+    ]);
+    let first = results_json(&a);
+    let second = results_json(&a);
+    assert_eq!(first["policies"], second["policies"]);
+    let neg = &first["policies"]["keel-power-saving"]["negotiation"];
+    assert!(neg["messages"].as_u64().unwrap() > 0, "{neg}");
+}
+
+#[test]
+fn lost_messages_time_out_and_every_vm_stays_on_one_host() {
+    // The engine checks the invariant at every step and fails the run if it breaks.
+    let a = args(&[
+        "--policies",
+        "keel-power-saving,keel-agility",
+        "--loss",
+        "0.3",
+    ]);
+    let v = results_json(&a);
+    for p in ["keel-power-saving", "keel-agility"] {
+        let neg = &v["policies"][p]["negotiation"];
+        assert!(neg["lost"].as_u64().unwrap() > 0, "{p}: {neg}");
+        assert!(neg["timed_out"].as_u64().unwrap() > 0, "{p}: {neg}");
+    }
+}
+
+#[test]
+fn json_carries_cloudsim_metrics_and_keel_ones() {
+    let a = args(&["--policies", "no-migration,thr-mmt-0.8,keel-power-saving"]);
+    let v = results_json(&a);
+    for p in ["no-migration", "thr-mmt-0.8", "keel-power-saving"] {
+        for k in [
+            "energy_kwh",
+            "migrations",
+            "slatah",
+            "pdm",
+            "slav",
+            "esv",
+            "thrash_migrations",
+            "power_cycles",
+            "mean_active_hosts",
+            "util_spread",
+        ] {
+            assert!(v["policies"][p][k].is_number(), "{p}.{k} missing: {v}");
+        }
+    }
+    assert_eq!(v["policies"]["no-migration"]["migrations"], 0);
+    // Consolidation saves energy over never migrating.
+    let e = |p: &str| v["policies"][p]["energy_kwh"].as_f64().unwrap();
+    assert!(e("keel-power-saving") < e("no-migration"), "{v}");
+}
+
+#[test]
+fn shipped_protocols_load_from_the_folder() {
+    let dir = root().join("agent/protocols");
+    let a = args(&[
+        "--policies",
+        "keel-power-saving,keel-agility,keel-auction,keel-peer-group",
+        "--protocols",
+        dir.to_str().unwrap(),
+    ]);
+    let v = results_json(&a);
+    assert_eq!(v["policies"].as_object().unwrap().len(), 4);
+}
+
+#[test]
+fn bad_names_and_a_missing_model_are_refused() {
+    let err = replay(&args(&["--policies", "keel-nope"])).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("unknown Keel variant"),
+        "{err:#}"
+    );
+    let err = replay(&args(&["--policies", "keel-auction+model"])).unwrap_err();
+    assert!(format!("{err:#}").contains("--model"), "{err:#}");
+    let err = replay(&args(&["--policies", "thr-mmt"])).unwrap_err();
+    assert!(format!("{err:#}").contains("unknown policy"), "{err:#}");
+}
+
+#[test]
+fn host_series_export_reads_back_as_host_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hosts.parquet");
+    let report = dir.path().join("report");
+    let mut a = args(&["--policies", "thr-mmt-0.8,keel-power-saving"]);
+    a.export_hosts = Some(out.clone());
+    a.report = Some(report.clone());
+    keel_agent::replay::run(a).expect("replay with exports");
+    let ds = keel_core::parquet_io::read_samples(&out, None).expect("export reads back");
+    assert_eq!(ds.inventory.hosts.len(), 24);
+    assert!(!ds.samples.is_empty());
+    assert!(ds
+        .samples
+        .iter()
+        .all(|s| s.vm_id.is_none() && s.host_id.is_some()));
+    assert!(ds
+        .samples
+        .iter()
+        .all(|s| s.metrics.cpu_util.is_some_and(|u| (0.0..=1.0).contains(&u))));
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("keel-power-saving"));
+}
