@@ -235,10 +235,13 @@ impl InfluxSink {
         deadline: Duration,
     ) {
         loop {
-            let wake = self
-                .retry_at
-                .unwrap_or_else(|| self.last_flush + self.settings.flush_interval)
-                .min(self.last_flush + self.settings.flush_interval);
+            // Wake for the next flush, or earlier for a retry still ahead (a retry time already
+            // past was handled by the last step; waking for it again would spin).
+            let flush_at = self.last_flush + self.settings.flush_interval;
+            let wake = match self.retry_at {
+                Some(t) if t > Instant::now() => t.min(flush_at),
+                _ => flush_at,
+            };
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = queue.notified() => {}
