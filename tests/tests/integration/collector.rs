@@ -226,6 +226,96 @@ fn restart_with_a_full_spool_loses_nothing() {
     assert_arrives(&vm, "it-restart", &want);
 }
 
+/// The collector's log without ANSI colour codes.
+fn plain_log(dir: &Path) -> String {
+    let raw = log(dir);
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn spool_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join("spool"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn spool_cap_drops_the_oldest_batches_counts_them_and_keeps_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let cap = 4000;
+    let mut c = collector(
+        dir.path(),
+        "it-cap",
+        &[
+            "--interval",
+            "200ms",
+            "--duration",
+            "4s",
+            "--spool-max-bytes",
+            "4000",
+        ],
+    );
+    c.args(influx_args(&url));
+    run_to_end(c, dir.path());
+    let text = plain_log(dir.path());
+    assert!(spool_bytes(dir.path()) <= cap, "spool exceeds its cap");
+    assert!(text.contains("Dropped the oldest spooled batch"), "{text}");
+    let dropped: u64 = text
+        .lines()
+        .filter(|l| l.contains("counters (shutdown)"))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("dropped_spool="))
+                .and_then(|v| v.parse().ok())
+        })
+        .expect("shutdown counters logged");
+    assert!(dropped > 0, "{text}");
+    // What is left is the newest rounds: after replay the database holds a suffix of them.
+    let vm = start_vm(port, &dir.path().join("vm-data"));
+    let mut c = collector(dir.path(), "it-cap", &["--once"]);
+    c.args(influx_args(&url));
+    run_to_end(c, dir.path());
+    let all: Vec<i64> = host_cpu_ts(&all_rows(dir.path()), "it-cap")
+        .into_iter()
+        .collect();
+    let sel = "{__name__=\"host_cpu_util\",host=\"it-cap\"}";
+    let got = poll_until(Duration::from_secs(20), || {
+        let ts = vm.timestamps(sel).ok()?;
+        (ts.last() == all.last()).then_some(ts)
+    })
+    .expect("the newest round arrives");
+    assert!(
+        got.len() < all.len(),
+        "something was dropped: {} of {}",
+        got.len(),
+        all.len()
+    );
+    assert_eq!(
+        got[..],
+        all[all.len() - got.len()..],
+        "a suffix: the oldest were dropped"
+    );
+}
+
 #[test]
 fn sigkill_during_parquet_writing_leaves_only_complete_files() {
     let dir = tempfile::tempdir().unwrap();
