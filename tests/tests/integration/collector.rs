@@ -169,6 +169,39 @@ fn collector_once_reaches_victoria_metrics_and_parquet() {
 }
 
 #[test]
+fn trainer_reads_the_collectors_parquet_directly() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--interval", "200ms", "--duration", "1500ms"];
+    run_to_end(collector(dir.path(), "it-trainer", &args), dir.path());
+    let files = parquet_files(&dir.path().join("pq"));
+    assert_eq!(files.len(), 1);
+    let rows = read_samples(&files[0], None).unwrap().samples.len() as u64;
+    assert!(rows >= 2, "{rows}");
+    // The trainer's polars reader, through its CLI.
+    let out = Command::new(bins::bin("keel-trainer"))
+        .args(["summary", "--json"])
+        .arg(&files[0])
+        .output()
+        .expect("run keel-trainer");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary JSON");
+    assert_eq!(
+        (v["rows"].as_u64(), v["hosts"].as_u64()),
+        (Some(rows), Some(1)),
+        "{v}"
+    );
+    let cpu = v["columns"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "cpu_util"))
+        .expect("cpu_util column");
+    assert_eq!(cpu["null_share"].as_f64(), Some(0.0), "{cpu}");
+}
+
+#[test]
 fn outage_of_the_database_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("vm-data");
