@@ -422,21 +422,37 @@ impl<'e> Round<'e> {
         k: usize,
     ) -> Vec<usize> {
         let thr = 0.9;
-        let tried: &[u32] = vm
+        let tried: Vec<u32> = vm
             .and_then(|v| self.tried.get(&v))
-            .map_or(&[], |t| t.1.as_slice());
+            .map_or_else(Vec::new, |t| t.1.clone());
         let rank = self.variant.rank();
         let Some(parsed) = parse_need(need) else {
             return Vec::new();
         };
+        // While packing, switched-off hosts rank after every running one: look at running hosts
+        // first and at the others only if too few stable running hosts can take the VM.
+        let scan = |r: &Self, running_only: bool| -> Vec<usize> {
+            (0..r.e.hosts.len())
+                .filter(|&h| {
+                    h != from
+                        && r.roles[h] == role
+                        && (!running_only || r.cpu[h] > 0.0)
+                        && r.fits_parsed(h, parsed, thr)
+                        && !tried.contains(&(h as u32))
+                })
+                .collect()
+        };
+        let mut hosts: Vec<usize> = if rank == Rank::Pack {
+            scan(self, true)
+        } else {
+            Vec::new()
+        };
+        if rank != Rank::Pack || hosts.iter().filter(|&&h| !self.unstable[h]).count() < k {
+            hosts = scan(self, false);
+        }
         // (unstable, switched off while packing, load order, id): smaller is better.
-        let mut c: Vec<(bool, bool, f64, usize)> = (0..self.e.hosts.len())
-            .filter(|&h| {
-                h != from
-                    && self.roles[h] == role
-                    && self.fits_parsed(h, parsed, thr)
-                    && !tried.contains(&(h as u32))
-            })
+        let mut c: Vec<(bool, bool, f64, usize)> = hosts
+            .into_iter()
             .map(|h| {
                 let u = self.util(h);
                 let load = match rank {
