@@ -827,3 +827,70 @@ fn host_entry(h: &mut Host, t: f64, alloc: f64, req: f64, active: bool) {
         flag: active,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::heuristics::NoMigration;
+    use keel_core::inventory::Inventory;
+
+    fn small() -> (Scenario, Workload) {
+        let mut inv = Inventory::default();
+        for i in 0..3 {
+            inv.vms
+                .push(keel_core::catalog::cloudsim_vm_type(3).spec(format!("vm{i}")));
+        }
+        let cpu = vec![vec![0.5, 0.4, 0.3, 0.2]; 3];
+        let wl = Workload::from_series(inv, 300.0, &cpu, None).unwrap();
+        (Scenario::cloudsim_planetlab(2), wl)
+    }
+
+    #[test]
+    fn a_vm_on_two_hosts_breaks_the_invariant_naming_step_and_vm() {
+        let (sc, wl) = small();
+        let mut e = Engine::new(&sc, &wl);
+        e.plan_create(0, 1);
+        e.vms[1].table = Some(0);
+        e.plan_create(0, 0);
+        e.plan_create(0, 2);
+        assert!(e.check_invariant().is_ok());
+        e.hosts[1].vm_list.push(1);
+        let err = e.check_invariant().unwrap_err().to_string();
+        assert!(
+            err.contains("step 0") && err.contains("\"vm1\"") && err.contains("2 hosts"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn energy_is_the_trapezoid_of_power_per_interval() {
+        // One G4 host, three 500-MIPS VMs at 50/40/30/20 %: utilisation at the updates (300.1,
+        // 600.1) is interpolated; the first update adds nothing (previous utilisation 0).
+        let (mut sc, wl) = small();
+        sc.duration_s = Some(1200.0);
+        let out = Engine::new(&sc, &wl)
+            .run(&mut NoMigration, false, &mut |_, _| {})
+            .unwrap();
+        let p = |u: f64| {
+            keel_core::inventory::PowerModel {
+                watts: keel_core::catalog::G4_WATTS,
+            }
+            .power_at(u)
+        };
+        let u = |t: f64| {
+            let i = (t / 300.0).floor();
+            let d = [0.5, 0.4, 0.3, 0.2, 0.2];
+            let (a, b) = (d[i as usize], d[i as usize + 1]);
+            3.0 * 500.0 * (a + (b - a) * (t - i * 300.0) / 300.0) / 3720.0
+        };
+        let e =
+            (p(u(300.1)) + p(u(600.1))) / 2.0 * 300.0 + (p(u(600.1)) + p(u(900.1))) / 2.0 * 300.0;
+        assert!(
+            (out.energy_kwh - e / 3.6e6).abs() < 1e-9,
+            "{} vs {}",
+            out.energy_kwh,
+            e / 3.6e6
+        );
+        assert_eq!(out.migrations, 0);
+    }
+}
