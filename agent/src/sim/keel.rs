@@ -239,6 +239,9 @@ struct Round<'e> {
     variant: Variant,
     t: Transport,
     cpu: Vec<f64>,
+    /// CPU of requests the directory has sent to a host and that it has not answered yet: the
+    /// directory counts them so that concurrent requests do not all pick the same receiver.
+    pending: Vec<f64>,
     mem: Vec<f64>,
     mem_cap: Vec<f64>,
     vms: Vec<Vec<u32>>,
@@ -306,6 +309,7 @@ impl<'e> Round<'e> {
             e,
             variant,
             t,
+            pending: vec![0.0; n],
             cpu,
             mem,
             mem_cap: e.hosts.iter().map(|h| h.mem_mib).collect(),
@@ -384,6 +388,12 @@ impl<'e> Round<'e> {
         true
     }
 
+    /// [`Self::fits`] counting the requests already directed to `h`.
+    fn fits_pending(&self, h: usize, n: (f64, f64, usize, bool), thr: f64) -> bool {
+        let cpu = n.0 + self.pending[h];
+        self.fits_parsed(h, (cpu, n.1, n.2, n.3), thr)
+    }
+
     fn reserve(&mut self, h: usize, need: &Value) {
         if let Some((cpu, mem, _, _)) = parse_need(need) {
             self.cpu[h] += cpu;
@@ -437,7 +447,7 @@ impl<'e> Round<'e> {
                     h != from
                         && r.roles[h] == role
                         && (!running_only || r.cpu[h] > 0.0)
-                        && r.fits_parsed(h, parsed, thr)
+                        && r.fits_pending(h, parsed, thr)
                         && !tried.contains(&(h as u32))
                 })
                 .collect()
@@ -603,6 +613,9 @@ impl Knowledge for HostKnowledge<'_, '_> {
             ("canMigrate", 3) | ("canMigrate", 2) => {
                 let thr = num(&args[0])?;
                 let need = &args[args.len() - 1];
+                if let Some(n) = parse_need(need) {
+                    r.pending[h] = (r.pending[h] - n.0).max(0.0);
+                }
                 // Without a directory to rank it, a peer the model scores unstable declines.
                 if r.variant == Variant::PeerGroup && r.unstable[h] {
                     r.vetoes += 1;
@@ -732,7 +745,12 @@ impl Directory for HostDirectory<'_, '_> {
         }
         let c = r.ranked(self.from, role, &need, Some(vm), 1);
         match c.first() {
-            Some(&h) => Some(Value::Int(h as i64)),
+            Some(&h) => {
+                if let Some(n) = parse_need(&need) {
+                    r.pending[h] += n.0;
+                }
+                Some(Value::Int(h as i64))
+            }
             None => {
                 // Nobody can take it: give the VM up for this interval.
                 r.exhausted.insert(vm);
