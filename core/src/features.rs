@@ -289,13 +289,12 @@ fn dimension_features(x: &[f64], step_s: f64, f: &mut [f64; PER_DIMENSION.len()]
     let std = var.sqrt();
     let cv = if mean > 1e-9 { std / mean } else { 0.0 };
     let mut sorted = x.to_vec();
-    sorted.sort_by(f64::total_cmp);
+    sorted.sort_unstable_by(f64::total_cmp);
     let q = |p: f64| quantile_sorted(&sorted, p);
     let median = q(0.5);
     let iqr = q(0.75) - q(0.25);
     let mut dev: Vec<f64> = x.iter().map(|v| (v - median).abs()).collect();
-    dev.sort_by(f64::total_cmp);
-    let mad = quantile_sorted(&dev, 0.5);
+    let mad = median_select(&mut dev);
     let per_hour = if step_s > 0.0 && step_s.is_finite() {
         3600.0 / step_s
     } else {
@@ -343,6 +342,19 @@ fn quantile_sorted(s: &[f64], p: f64) -> f64 {
     let lo = pos.floor() as usize;
     let hi = pos.ceil() as usize;
     s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
+}
+
+/// Median of a non-empty slice (mean of the two middle values for an even length), by selection
+/// rather than a full sort; reorders the slice.
+fn median_select(v: &mut [f64]) -> f64 {
+    let n = v.len();
+    let (left, mid, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let hi = *mid;
+    if n % 2 == 1 {
+        return hi;
+    }
+    let lo = left.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (lo + hi) / 2.0
 }
 
 /// Least-squares slope per step of a series against its index (0 for fewer than 2 points).
@@ -457,6 +469,16 @@ mod tests {
         let f = feat(&x);
         assert_relative_eq!(f[0], 0.5);
         assert_relative_eq!(f[5], 0.5);
+    }
+
+    #[test]
+    fn median_by_selection_matches_sorting() {
+        for n in 1..30usize {
+            let mut v: Vec<f64> = (0..n).map(|i| ((i * 7919) % 31) as f64 / 7.0).collect();
+            let mut s = v.clone();
+            s.sort_by(f64::total_cmp);
+            assert_relative_eq!(median_select(&mut v), quantile_sorted(&s, 0.5));
+        }
     }
 
     #[test]
