@@ -57,18 +57,15 @@ fn check(algo: Algo, seed: u64) -> Result<(), TestCaseError> {
                 prop_assert!((ours - p1).abs() < 1e-9, "row {i}: {ours} vs linfa {p1}");
             }
             Fitted::Tree(m) => {
-                let c: ndarray::Array1<usize> =
-                    m.predict(&x.select(ndarray::Axis(0), &[i]));
+                let c: ndarray::Array1<usize> = m.predict(&x.select(ndarray::Axis(0), &[i]));
                 prop_assert_eq!(alg.predict_class(&r), c[0] == 1, "row {}", i);
             }
             Fitted::Forest(m) => {
-                let c: ndarray::Array1<usize> =
-                    m.predict(&x.select(ndarray::Axis(0), &[i]));
+                let c: ndarray::Array1<usize> = m.predict(&x.select(ndarray::Axis(0), &[i]));
                 prop_assert_eq!(alg.predict_class(&r), c[0] == 1, "row {}", i);
             }
             Fitted::NaiveBayes(m) => {
-                let c: ndarray::Array1<usize> =
-                    m.predict(&x.select(ndarray::Axis(0), &[i]));
+                let c: ndarray::Array1<usize> = m.predict(&x.select(ndarray::Axis(0), &[i]));
                 prop_assert_eq!(
                     alg.predict_class(&r),
                     c[0] == 1,
