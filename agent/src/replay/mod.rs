@@ -4,6 +4,9 @@
 //! One command runs every chosen policy on the same data centre and workload (see
 //! [`crate::sim`]) and prints a table; `--json`, `--csv`, `--report DIR` (HTML with plots) and
 //! `--export-hosts FILE` (host-level series for the trainer) write the same results elsewhere.
+//! Over time: `--steps-csv FILE` writes every policy's per-interval series (also `steps` in the
+//! JSON), and `--migrations-csv FILE` logs every migration, thrash marked, written policy by
+//! policy as each run ends so that only one run's log is ever held.
 
 pub mod output;
 
@@ -83,6 +86,15 @@ pub struct ReplayArgs {
     /// the first policy).
     #[arg(long)]
     pub export_policy: Option<String>,
+    /// Write every policy's per-interval series to this CSV (policy, step, t (s from the start),
+    /// active_hosts, migrations_step, migrations (so far), energy_kwh (so far),
+    /// overloaded_hosts, util_spread).
+    #[arg(long)]
+    pub steps_csv: Option<PathBuf>,
+    /// Log every migration to this CSV (policy, t (s from the start), vm, from_host, to_host,
+    /// thrash); the thrash rows of a policy are its `thrash_migrations`.
+    #[arg(long)]
+    pub migrations_csv: Option<PathBuf>,
     /// Hide the progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
@@ -120,6 +132,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     }
     if let Some(p) = &args.csv {
         output::write_atomic(p, output::csv(&results).as_bytes())
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.steps_csv {
+        output::write_atomic(p, output::steps_csv(&results).as_bytes())
             .with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(dir) = &args.report {
@@ -245,6 +261,12 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
         ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} steps {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let mut log = match &args.migrations_csv {
+        Some(p) => Some(
+            output::MigrationCsv::create(p).with_context(|| format!("creating {}", p.display()))?,
+        ),
+        None => None,
+    };
     let mut results = Vec::new();
     let mut series = None;
     for (i, (name, mut p)) in policies.into_iter().enumerate() {
@@ -252,17 +274,28 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
         let t0 = Instant::now();
         let record = export.as_deref() == Some(name.as_str());
         let base = i as u64 * steps;
-        let out = Engine::new(&sc, &wl)
+        let mut engine = Engine::new(&sc, &wl);
+        if log.is_some() {
+            engine.migration_log = Some(Vec::new());
+        }
+        let mut out = engine
             .run(p.as_mut(), record, &mut |k, _| {
                 bar.set_position(base + k as u64)
             })
             .with_context(|| format!("policy {name}"))?;
         let result = PolicyResult::from_run(&out, p.negotiation(), t0.elapsed().as_secs_f64());
+        if let (Some(w), Some(l)) = (log.as_mut(), out.migration_log.take()) {
+            w.append(&name, &l, &sc, &wl)
+                .context("writing the migration log")?;
+        }
         if record {
             series = out.host_series.map(|s| (name.clone(), s));
         }
         results.push(Named { name, result });
     }
     bar.finish_and_clear();
+    if let Some(w) = log {
+        w.finish().context("writing the migration log")?;
+    }
     Ok((results, series, sc, wl))
 }

@@ -1,4 +1,5 @@
-//! The replay's outputs: table, JSON, CSV, HTML report with plots, host-series Parquet.
+//! The replay's outputs: table, JSON, CSV, per-interval series and migration log (CSV), HTML
+//! report with plots, host-series Parquet.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -12,7 +13,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use super::Named;
-use crate::sim::engine::HostSeries;
+use crate::sim::engine::{HostSeries, Migration};
 use crate::sim::{Scenario, Workload};
 
 /// What the run was.
@@ -141,6 +142,148 @@ pub fn csv(results: &[Named]) -> String {
     s
 }
 
+/// Columns of `--steps-csv`.
+pub const STEPS_HEADER: [&str; 9] = [
+    "policy",
+    "step",
+    "t",
+    "active_hosts",
+    "migrations_step",
+    "migrations",
+    "energy_kwh",
+    "overloaded_hosts",
+    "util_spread",
+];
+
+/// Every policy's per-interval series as CSV ([`STEPS_HEADER`], the fields of `steps` in the
+/// JSON: `t` in seconds from the start, `migrations` and `energy_kwh` so far).
+pub fn steps_csv(results: &[Named]) -> String {
+    let mut s = STEPS_HEADER.join(",");
+    s.push('\n');
+    for r in results {
+        let name = csv_field(&r.name);
+        for x in &r.result.steps {
+            writeln!(
+                s,
+                "{name},{},{},{},{},{},{:.6},{},{:.6}",
+                x.step,
+                x.t,
+                x.active_hosts,
+                x.migrations_step,
+                x.migrations,
+                x.energy_kwh,
+                x.overloaded_hosts,
+                x.util_spread
+            )
+            .expect("writing to a String cannot fail");
+        }
+    }
+    s
+}
+
+/// Columns of `--migrations-csv`.
+pub const MIGRATIONS_HEADER: [&str; 6] = ["policy", "t", "vm", "from_host", "to_host", "thrash"];
+
+/// `--migrations-csv`: one row per migration ([`MIGRATIONS_HEADER`]; `t` in seconds from the
+/// start, host and VM ids as in the scenario and the dataset, `from_host` empty for a VM without
+/// a host of record), appended policy by policy into a temporary file renamed into place by
+/// [`MigrationCsv::finish`] (removed if the replay fails first).
+#[derive(Debug)]
+pub struct MigrationCsv {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl MigrationCsv {
+    /// Starts the log at `path` (written at [`Self::finish`]).
+    ///
+    /// # Errors
+    /// The temporary file cannot be created.
+    pub fn create(path: &Path) -> anyhow::Result<Self> {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let (tmp, f) = tempfile_in(dir.unwrap_or(Path::new(".")), path)?;
+        let mut out = std::io::BufWriter::new(f);
+        writeln!(out, "{}", MIGRATIONS_HEADER.join(","))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(out),
+        })
+    }
+
+    /// Appends one policy's migrations.
+    ///
+    /// # Errors
+    /// A failed write, or a migration naming a VM or host the run does not have.
+    pub fn append(
+        &mut self,
+        policy: &str,
+        log: &[Migration],
+        sc: &Scenario,
+        wl: &Workload,
+    ) -> anyhow::Result<()> {
+        let out = self.out.as_mut().context("the migration log is closed")?;
+        let policy = csv_field(policy);
+        let host = |h: u32| {
+            sc.hosts
+                .get(h as usize)
+                .map(|x| csv_field(&x.id))
+                .with_context(|| format!("no host {h} in the scenario"))
+        };
+        for m in log {
+            let vm = wl
+                .inventory
+                .vms
+                .get(m.vm as usize)
+                .with_context(|| format!("no VM {} in the workload", m.vm))?;
+            let from = m.from.map(host).transpose()?.unwrap_or_default();
+            writeln!(
+                out,
+                "{policy},{},{},{from},{},{}",
+                m.t,
+                csv_field(&vm.id),
+                host(m.to)?,
+                m.thrash
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the log and renames it into place.
+    ///
+    /// # Errors
+    /// A failed write or rename.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        let out = self.out.take().context("the migration log is closed")?;
+        let f = out.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("renaming {} into place", self.tmp.display()))?;
+        Ok(())
+    }
+}
+
+impl Drop for MigrationCsv {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            // Not finished: the replay failed, leave nothing half-written behind.
+            if let Err(e) = std::fs::remove_file(&self.tmp) {
+                tracing::warn!("removing {}: {e}", self.tmp.display());
+            }
+        }
+    }
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
@@ -235,6 +378,16 @@ pub fn report(dir: &Path, meta: &Meta, results: &[Named]) -> anyhow::Result<()> 
         "migrations",
         &pick(&|s| s.migrations as f64),
     )?;
+    let migr_step = svg_plot(
+        "Migrations started per interval",
+        "migrations",
+        &pick(&|s| s.migrations_step as f64),
+    )?;
+    let overloaded = svg_plot(
+        "Overloaded hosts (given less CPU than requested)",
+        "hosts",
+        &pick(&|s| f64::from(s.overloaded_hosts)),
+    )?;
     let spread = svg_plot(
         "Spread of utilisation across active hosts",
         "std dev",
@@ -270,7 +423,7 @@ pub fn report(dir: &Path, meta: &Meta, results: &[Named]) -> anyhow::Result<()> 
         html.push_str("</tr>");
     }
     html.push_str("</table>");
-    for svg in [active, energy, migr, spread] {
+    for svg in [active, energy, migr, migr_step, overloaded, spread] {
         write!(html, "<div>{svg}</div>").expect("writing to a String cannot fail");
     }
     html.push_str("</body></html>\n");

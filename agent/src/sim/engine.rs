@@ -121,19 +121,42 @@ struct Entry {
     flag: bool,
 }
 
-/// One interval's snapshot for the report's time series.
+/// One interval's snapshot for the time series (`steps` in the replay's JSON, `--steps-csv`),
+/// taken at the interval update and completed once the policy has planned.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Step {
+    /// Interval update number, from 0.
+    pub step: usize,
     /// Seconds from the start.
     pub t: f64,
     /// Hosts with utilisation > 0.
     pub active_hosts: u32,
+    /// Migrations started at this interval.
+    pub migrations_step: u64,
+    /// Migrations started so far, this interval's included.
+    pub migrations: u64,
     /// Energy so far, kWh.
     pub energy_kwh: f64,
-    /// Migrations so far.
-    pub migrations: u64,
+    /// Active hosts given less CPU than their VMs request (the condition SLATAH counts).
+    pub overloaded_hosts: u32,
     /// Standard deviation of utilisation across active hosts.
     pub util_spread: f64,
+}
+
+/// One migration, as `--migrations-csv` logs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Migration {
+    /// Seconds from the start.
+    pub t: f64,
+    /// VM index in the workload.
+    pub vm: u32,
+    /// Host of record the VM left (`None` if it had none).
+    pub from: Option<u32>,
+    /// Target host.
+    pub to: u32,
+    /// Counted in `thrash_migrations`: back to a host the VM had left, or within an hour of its
+    /// last move.
+    pub thrash: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -170,6 +193,8 @@ pub struct Engine<'a> {
     pub host_series: Option<HostSeries>,
     /// Interval updates done.
     pub step_no: usize,
+    /// Every migration started, when `Some` (set it before [`Engine::run`] to record them).
+    pub migration_log: Option<Vec<Migration>>,
 }
 
 /// Per interval: time and, per host, (CPU utilisation, memory in use MiB or NaN).
@@ -194,6 +219,8 @@ pub struct RunOutput {
     pub steps: Vec<Step>,
     /// Host series when recorded.
     pub host_series: Option<HostSeries>,
+    /// Migrations started, when recorded.
+    pub migration_log: Option<Vec<Migration>>,
     /// VMs removed because their demand dropped to 0.
     pub finished_vms: usize,
 }
@@ -266,6 +293,7 @@ impl<'a> Engine<'a> {
             steps: Vec::new(),
             host_series: None,
             step_no: 0,
+            migration_log: None,
         }
     }
 
@@ -313,8 +341,13 @@ impl<'a> Engine<'a> {
             self.record_step();
             self.check_invariant()?;
             let plan = policy.optimize(&mut self)?;
+            let before = self.migrations;
             for (v, h) in plan {
                 self.start_migration(v, h, t);
+            }
+            if let Some(s) = self.steps.last_mut() {
+                s.migrations_step = self.migrations - before;
+                s.migrations = self.migrations;
             }
             self.complete_migrations(t + interval, end);
             self.step_no += 1;
@@ -340,12 +373,14 @@ impl<'a> Engine<'a> {
             power_cycles: self.hosts.iter().map(|h| u64::from(h.power_cycles)).sum(),
             steps: self.steps,
             host_series: self.host_series,
+            migration_log: self.migration_log,
             finished_vms: self.vms.iter().filter(|v| !v.alive).count(),
         })
     }
 
     fn record_step(&mut self) {
         let mut active = 0u32;
+        let mut overloaded = 0u32;
         let (mut s, mut s2) = (0.0, 0.0);
         for h in &mut self.hosts {
             let u = (h.util_mips / h.total_mips).min(1.0);
@@ -358,15 +393,23 @@ impl<'a> Engine<'a> {
                 s += u;
                 s2 += u * u;
             }
+            if h.last_entry
+                .is_some_and(|e| e.t == self.now && e.flag && e.alloc < e.req)
+            {
+                overloaded += 1;
+            }
         }
         let n = f64::from(active.max(1));
         let mean = s / n;
         let spread = (s2 / n - mean * mean).max(0.0).sqrt();
         self.steps.push(Step {
+            step: self.step_no,
             t: self.now,
             active_hosts: active,
-            energy_kwh: self.energy_ws / 3.6e6,
+            migrations_step: 0,
             migrations: self.migrations,
+            energy_kwh: self.energy_ws / 3.6e6,
+            overloaded_hosts: overloaded,
             util_spread: spread,
         });
         if let Some(series) = self.host_series.as_mut() {
@@ -705,8 +748,18 @@ impl<'a> Engine<'a> {
         self.migrations += 1;
         let vm = &mut self.vms[v];
         let from = vm.table;
-        if t - vm.last_move < 3600.0 || vm.left.contains(&(target as u32)) {
+        let thrash = t - vm.last_move < 3600.0 || vm.left.contains(&(target as u32));
+        if thrash {
             self.thrash += 1;
+        }
+        if let Some(log) = self.migration_log.as_mut() {
+            log.push(Migration {
+                t,
+                vm: v as u32,
+                from,
+                to: target as u32,
+                thrash,
+            });
         }
         vm.last_move = t;
         if let Some(f) = from {

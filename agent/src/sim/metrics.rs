@@ -53,8 +53,7 @@ pub struct PolicyResult {
     pub negotiation: Option<Negotiation>,
     /// Wall time of the run, seconds.
     pub wall_s: f64,
-    /// Time series (not in the JSON summary).
-    #[serde(skip)]
+    /// Per-interval series (`steps` in the JSON: one small row per interval).
     pub steps: Vec<Step>,
 }
 
