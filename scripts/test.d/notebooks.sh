@@ -60,8 +60,9 @@ done
 
 # 03: the main job's replay, kept small for a debug build: CloudSim's scenario on 20110303 with the
 # no-migration baseline, THR-MMT-0.8 and the cheapest Keel variant with and without the model
-# (about 30 s; the whole default set takes about 3 min in debug), writing JSON, CSV and one
-# policy's host series into one folder.
+# (about 30 s; the whole default set takes about 3 min in debug), writing JSON (with each policy's
+# per-interval series), CSV, the per-interval series as CSV, the migration log and one policy's host
+# series into one folder.
 replay_dir="$work/replay"
 mkdir -p "$replay_dir"
 echo "-- keel-agent replay (no-migration, thr-mmt-0.8, keel-peer-group, keel-peer-group+model)"
@@ -69,6 +70,7 @@ cargo run -q --locked -p keel-agent -- replay --dataset datasets/planetlab-20110
   --scenario cloudsim-planetlab --model "$model" \
   --policies no-migration,thr-mmt-0.8,keel-peer-group,keel-peer-group+model \
   --json --csv "$replay_dir/replay.csv" \
+  --steps-csv "$replay_dir/steps.csv" --migrations-csv "$replay_dir/migrations.csv" \
   --export-hosts "$replay_dir/hosts.parquet" --export-policy keel-peer-group+model \
   --quiet > "$replay_dir/replay.json"
 echo "-- cross-reader check of the replay's host-series export"
