@@ -133,10 +133,12 @@ pub fn summarise(path: &std::path::Path) -> anyhow::Result<Summary> {
     let step_s = steps
         .column("d")
         .ok()
-        .and_then(|c| c.i64().ok().and_then(|c| c.get(0)))
+        .and_then(|c| c.i64().ok().and_then(|c| c.iter().next().flatten()))
         .map(|d| d as f64 / 1000.0);
-    let u = |name: &str| -> Option<u64> { df.column(name).ok()?.u64().ok()?.get(0) };
-    let i = |name: &str| -> Option<i64> { df.column(name).ok()?.i64().ok()?.get(0) };
+    let u =
+        |name: &str| -> Option<u64> { df.column(name).ok()?.u64().ok()?.iter().next().flatten() };
+    let i =
+        |name: &str| -> Option<i64> { df.column(name).ok()?.i64().ok()?.iter().next().flatten() };
     let f = |name: &str| -> Option<f64> {
         df.column(name)
             .ok()?
@@ -144,7 +146,9 @@ pub fn summarise(path: &std::path::Path) -> anyhow::Result<Summary> {
             .ok()?
             .f64()
             .ok()?
-            .get(0)
+            .iter()
+            .next()
+            .flatten()
     };
     let rows = u("rows").unwrap_or(0);
     let columns = metrics

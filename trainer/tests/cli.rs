@@ -200,3 +200,19 @@ fn train_eval_report_and_bad_inputs() {
     assert!(!ok);
     assert!(err.contains("no VM has a usable CPU demand"), "{err}");
 }
+
+/// A file with one row (as the collector's `--once` writes) or none is summarised, not a panic.
+#[test]
+fn summary_of_one_row_and_empty_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = vm_file(dir.path(), "one.parquet", 1, 1, 7);
+    let (ok, out, err) = run(bin().args(["summary", "--json"]).arg(&one));
+    assert!(ok, "summary of a one-row file failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["rows"], 1, "{out}");
+    let empty = vm_file(dir.path(), "empty.parquet", 1, 0, 7);
+    let (ok, out, err) = run(bin().args(["summary", "--json"]).arg(&empty));
+    assert!(ok, "summary of an empty file failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["rows"], 0, "{out}");
+}
