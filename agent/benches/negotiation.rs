@@ -16,7 +16,7 @@ use keel_agent::negotiation::rank::NoModel;
 use keel_agent::negotiation::{Msg, NegId};
 use keel_agent::net::{now_ms, ClusterKey, FaultPlan, Inbound, NetConfig, Transport};
 use keel_agent::node::load::SimFleet;
-use keel_agent::node::membership::PeerInfo;
+use keel_agent::node::membership::{PeerInfo, SwimConfig};
 use keel_agent::node::{self, Body, NodeConfig, Role};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -119,33 +119,33 @@ fn bench(c: &mut Criterion) {
         )
         .await
         .unwrap();
-        // Join the target's membership and keep the record alive.
-        let (gt, addr) = (Arc::clone(&t), target.addr);
-        let gstop = stop.clone();
-        tracker.spawn(async move {
-            let mut me = PeerInfo {
-                id: "bench-src".into(),
-                addr: gt.local_addr(),
-                role: Role::Overloaded,
-                capacity: 1000.0,
-                used: 900.0,
-                history: vec![],
-                step_s: 300.0,
-                heartbeat: now_ms(),
-                libvirt_uri: None,
-                policy_version: 0,
-            };
-            while !gstop.is_cancelled() {
-                me.heartbeat += 1;
-                _ = gt.send(
-                    addr,
-                    &Body::Gossip {
-                        peers: vec![me.clone()],
-                    },
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        });
+        // Join the target's fleet over SWIM and keep the record published.
+        let me = PeerInfo {
+            id: "bench-src".into(),
+            addr: t.local_addr(),
+            role: Role::Overloaded,
+            capacity: 1000.0,
+            used: 900.0,
+            history: vec![],
+            step_s: 300.0,
+            heartbeat: now_ms(),
+            libvirt_uri: None,
+            policy_version: 0,
+        };
+        let swim = SwimConfig {
+            period: Duration::from_millis(200),
+            fanout: 3,
+            dead_after: Duration::from_secs(5),
+        };
+        let rx = node::bare_member(
+            Arc::clone(&t),
+            rx,
+            me,
+            vec![target.addr],
+            swim,
+            &tracker,
+            stop.clone(),
+        );
         // Wait until the target knows us and is underloaded.
         loop {
             let st = target.status();

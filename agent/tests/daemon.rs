@@ -15,8 +15,8 @@ use keel_agent::net::{
     PROTOCOL_VERSION,
 };
 use keel_agent::node::load::SimFleet;
-use keel_agent::node::membership::PeerInfo;
-use keel_agent::node::{self, Body, NodeConfig, NodeEvent, NodeHandle, Role};
+use keel_agent::node::membership::{PeerInfo, SwimConfig};
+use keel_agent::node::{self, bare_member, Body, NodeConfig, NodeEvent, NodeHandle, Role};
 use keel_core::features::FeatureSchema;
 use keel_core::model::{Algorithm, LabelDefinition, ModelFile, Provenance, FORMAT_VERSION};
 use tokio::sync::{broadcast, mpsc};
@@ -319,13 +319,11 @@ impl Scripted {
         }
     }
 
-    /// Gossips itself to `to` every 50 ms until killed.
-    fn announce(&self, to: SocketAddr, role: Role, used: f64) {
-        let t = Arc::clone(&self.t);
-        let stop = self.stop.clone();
-        let mut me = PeerInfo {
-            id: t.id().to_string(),
-            addr: t.local_addr(),
+    /// Joins `to`'s fleet over SWIM and keeps publishing this record until killed.
+    fn announce(&mut self, to: SocketAddr, role: Role, used: f64) {
+        let me = PeerInfo {
+            id: self.t.id().to_string(),
+            addr: self.t.local_addr(),
             role,
             capacity: 1000.0,
             used,
@@ -335,18 +333,20 @@ impl Scripted {
             libvirt_uri: None,
             policy_version: 0,
         };
-        self.tracker.spawn(async move {
-            while !stop.is_cancelled() {
-                me.heartbeat += 1;
-                _ = t.send(
-                    to,
-                    &Body::Gossip {
-                        peers: vec![me.clone()],
-                    },
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
+        let rx = std::mem::replace(&mut self.rx, mpsc::channel(1).1);
+        self.rx = bare_member(
+            Arc::clone(&self.t),
+            rx,
+            me,
+            vec![to],
+            SwimConfig {
+                period: Duration::from_millis(50),
+                fanout: 3,
+                dead_after: Duration::from_secs(5),
+            },
+            &self.tracker,
+            self.stop.clone(),
+        );
     }
 
     async fn recv_neg(&mut self, limit: Duration) -> Option<(SocketAddr, Msg)> {
@@ -758,4 +758,53 @@ async fn signed_bundle_spreads_and_forgeries_or_old_versions_are_refused() {
     for h in [a, b, c] {
         h.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swim_drops_a_killed_agent_and_sees_a_graceful_leave() {
+    // Four idle agents joined through one seed; d crashes, c leaves cleanly.
+    let fleet = SimFleet::new(&[("a-1", "a", 600.0), ("b-1", "b", 600.0)]);
+    let mk = |id: &str, seeds: Vec<SocketAddr>| {
+        let mut c = cfg(id, seeds);
+        c.dead_after = Duration::from_millis(2_000);
+        c
+    };
+    let a = start(&fleet, mk("a", vec![]), Arc::new(NoModel)).await;
+    let b = start(&fleet, mk("b", vec![a.addr]), Arc::new(NoModel)).await;
+    let c = start(&fleet, mk("c", vec![a.addr]), Arc::new(NoModel)).await;
+    let d = start(&fleet, mk("d", vec![a.addr]), Arc::new(NoModel)).await;
+    let peers = |h: &NodeHandle| {
+        let mut p: Vec<String> = h.status().peers.into_iter().map(|p| p.id).collect();
+        p.sort();
+        p
+    };
+    assert!(
+        wait_status(&b, Duration::from_secs(10), |s| s.peers.len() == 3).await,
+        "b learnt every member through the seed: {:?}",
+        peers(&b)
+    );
+    d.kill().await;
+    assert!(
+        wait_status(&a, Duration::from_secs(10), |s| s.peers.len() == 2).await,
+        "a still lists {:?}",
+        peers(&a)
+    );
+    assert_eq!(peers(&b), ["a", "c"]);
+    assert!(a.status().membership.down >= 1);
+    // A leave is announced: peers drop c well before a suspicion could run out.
+    let t0 = Instant::now();
+    c.shutdown().await;
+    assert!(
+        wait_status(&a, Duration::from_secs(10), |s| s.peers.len() == 1).await,
+        "a still lists {:?}",
+        peers(&a)
+    );
+    assert!(wait_status(&b, Duration::from_secs(10), |s| s.peers.len() == 1).await);
+    assert!(
+        t0.elapsed() < Duration::from_millis(1_500),
+        "left in {:?}",
+        t0.elapsed()
+    );
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -1,17 +1,38 @@
 //! The peer table: who is in the fleet, where they listen, which role they play.
 //!
-//! Membership is spread by gossip without a centre: each agent starts from a seed list, and on
-//! every gossip tick sends its view (itself first) to a few random live peers. Each record carries
-//! a heartbeat its owner increments; a merge keeps the record with the higher heartbeat, and a
-//! peer whose heartbeat has not advanced for `dead_after` is dropped (and re-learnt if it comes
-//! back). Only frames that passed the cluster key's authentication reach this table.
+//! Membership and failure detection are SWIM, as implemented by the `foca` crate: each agent
+//! joins by announcing itself to the seed list, probes one member per period (directly, then
+//! through `fanout` others), suspects a member that answers neither, and declares it down after
+//! `dead_after` unless it refutes. Nothing here is a centre: any member's announce joins the
+//! fleet. Foca's packets travel inside the transport's authenticated frames ([`super::Body::Swim`]),
+//! so only holders of the cluster key take part.
+//!
+//! What an agent says about itself (role, free capacity, utilisation history, libvirt URI) is a
+//! [`PeerInfo`] record, spread as a foca custom broadcast piggybacked on the SWIM traffic: a
+//! record replaces an older one of the same agent (higher `heartbeat`), and only records of
+//! members foca holds active are used, so a dead host drops out of every choice as soon as SWIM
+//! declares it down.
+//!
+//! An agent's identity is its id, listen address and a start stamp: a restarted agent (same address,
+//! later stamp) replaces its previous incarnation, and an agent wrongly declared down rejoins under
+//! a renewed stamp.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use foca::{
+    AccumulatingRuntime, BroadcastHandler, Foca, Identity, Invalidates, OwnedNotification,
+    PeriodicParams, PostcardCodec, Timer,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use tokio_util::time::DelayQueue;
+use tracing::{debug, info, warn};
 
 use super::Role;
 
@@ -32,49 +53,374 @@ pub struct PeerInfo {
     pub history: Vec<f64>,
     /// Seconds between history values.
     pub step_s: f64,
-    /// Owner-incremented liveness counter.
+    /// Record version: the owner's start time in ms, then incremented on every publication.
     pub heartbeat: u64,
-    /// Libvirt URI for live migration to this host.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Libvirt URI for live migration to this host. (Records travel as postcard, which is not
+    /// self-describing: no field may be skipped.)
+    #[serde(default)]
     pub libvirt_uri: Option<String>,
     /// Policy bundle version in use.
     #[serde(default)]
     pub policy_version: u64,
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
-    info: PeerInfo,
-    /// When the heartbeat last advanced, by this agent's clock.
-    changed: Instant,
+/// An agent's SWIM identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SwimId {
+    /// Agent id.
+    pub id: String,
+    /// Listen address (foca's notion of address: one identity per address at a time).
+    pub addr: SocketAddr,
+    /// Start stamp; later wins when two identities claim one address.
+    pub stamp: u64,
 }
 
-/// Most records accepted from one gossip message (bounds work per frame).
-pub const MAX_GOSSIP_PEERS: usize = 512;
-/// Longest history accepted per record.
+impl Identity for SwimId {
+    type Addr = SocketAddr;
+
+    fn renew(&self) -> Option<Self> {
+        Some(Self {
+            stamp: self.stamp + 1,
+            ..self.clone()
+        })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        self.stamp > adversary.stamp
+    }
+}
+
+/// Most history values accepted per record.
 pub const MAX_HISTORY: usize = 512;
+/// Largest SWIM packet sent or accepted (a record with a full history is about 4.6 kB).
+pub const MAX_PACKET: usize = 32 * 1024;
+
+/// SWIM settings, derived from the agent's.
+#[derive(Debug, Clone, Copy)]
+pub struct SwimConfig {
+    /// Probe period; gossip runs at the same period.
+    pub period: Duration,
+    /// Members gossiped to per round (and indirect probes per failed direct probe).
+    pub fanout: usize,
+    /// A suspected member not refuting within this is declared down.
+    pub dead_after: Duration,
+}
+
+impl SwimConfig {
+    fn foca(self) -> foca::Config {
+        let period = self.period.max(Duration::from_millis(10));
+        let fanout = NonZeroUsize::new(self.fanout.max(1)).unwrap_or(NonZeroUsize::MIN);
+        let mut c = foca::Config::new_lan(NonZeroU32::new(64).unwrap_or(NonZeroU32::MIN));
+        c.probe_period = period;
+        c.probe_rtt = period / 2;
+        c.num_indirect_probes = fanout;
+        c.suspect_to_down_after = self.dead_after.max(period * 2);
+        c.remove_down_after = (self.dead_after * 10).max(Duration::from_secs(15));
+        c.max_packet_size = NonZeroUsize::new(MAX_PACKET).unwrap_or(NonZeroUsize::MIN);
+        c.periodic_gossip = Some(PeriodicParams {
+            frequency: period,
+            num_members: fanout,
+        });
+        c.periodic_announce = Some(PeriodicParams {
+            frequency: period * 30,
+            num_members: NonZeroUsize::MIN,
+        });
+        c.periodic_announce_to_down_members = Some(PeriodicParams {
+            frequency: period * 60,
+            num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+        });
+        c
+    }
+}
+
+/// Why a SWIM packet or record was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// Foca refused the packet (malformed, too big, from ourselves, ...).
+    #[error("SWIM packet refused: {0}")]
+    Swim(String),
+    /// A record did not decode.
+    #[error("peer record does not decode: {0}")]
+    Record(#[from] postcard::Error),
+}
+
+/// Records by agent id, shared between the table and foca's broadcast handler.
+#[derive(Debug, Default)]
+struct Records {
+    by_id: HashMap<String, PeerInfo>,
+    refused: u64,
+}
+
+type Shared = Arc<Mutex<Records>>;
+
+fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Records> {
+    r.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A record's dissemination key: a newer version of the same agent's record replaces it.
+#[derive(Debug)]
+pub struct RecordKey {
+    id: String,
+    version: u64,
+}
+
+impl Invalidates for RecordKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.id == other.id && self.version >= other.version
+    }
+}
+
+/// Foca's custom-broadcast handler: keeps the newest record of each agent.
+struct RecordHandler {
+    me: String,
+    records: Shared,
+}
+
+impl BroadcastHandler<SwimId> for RecordHandler {
+    type Key = RecordKey;
+    type Error = MembershipError;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        sender: Option<&SwimId>,
+    ) -> Result<Option<RecordKey>, MembershipError> {
+        let p: PeerInfo = postcard::from_bytes(data)?;
+        let key = RecordKey {
+            id: p.id.clone(),
+            version: p.heartbeat,
+        };
+        if p.id == self.me {
+            // Our own publication (no sender) is spread; our record echoed back is not.
+            return Ok(sender.is_none().then_some(key));
+        }
+        let mut r = lock(&self.records);
+        if !valid(&p) {
+            r.refused += 1;
+            return Ok(None);
+        }
+        match r.by_id.get(&p.id) {
+            Some(old) if old.heartbeat >= p.heartbeat => Ok(None),
+            _ => {
+                r.by_id.insert(p.id.clone(), p);
+                Ok(Some(key))
+            }
+        }
+    }
+}
+
+fn valid(p: &PeerInfo) -> bool {
+    p.capacity.is_finite()
+        && p.capacity >= 0.0
+        && p.used.is_finite()
+        && p.step_s.is_finite()
+        && p.history.len() <= MAX_HISTORY
+        && p.history.iter().all(|v| v.is_finite())
+        && !p.id.is_empty()
+}
+
+/// Membership counters for the status endpoint.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MembershipCounts {
+    /// Members foca holds active (alive or suspect), this agent excluded.
+    pub active: usize,
+    /// Members seen coming up.
+    pub up: u64,
+    /// Members declared down.
+    pub down: u64,
+    /// SWIM packets refused.
+    pub refused_packets: u64,
+    /// Peer records refused (non-finite values, oversized history).
+    pub refused_records: u64,
+}
 
 /// The peer table.
-#[derive(Debug)]
 pub struct Membership {
     me: PeerInfo,
-    peers: HashMap<String, Entry>,
-    dead_after: Duration,
+    identity: SwimId,
+    foca: Foca<SwimId, PostcardCodec, ChaCha8Rng, RecordHandler>,
+    runtime: AccumulatingRuntime<SwimId>,
+    timers: DelayQueue<Timer<SwimId>>,
+    records: Shared,
+    /// Active members by address (from foca's notifications).
+    active: HashMap<SocketAddr, SwimId>,
+    outbox: Vec<(SocketAddr, Vec<u8>)>,
+    seeds: Vec<SocketAddr>,
+    counts: MembershipCounts,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("identity", &self.identity)
+            .field("active", &self.active.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Membership {
-    /// A table with only this agent.
-    pub fn new(me: PeerInfo, dead_after: Duration) -> Self {
+    /// A table with only this agent; `seeds` are announced to by [`Self::join`].
+    pub fn new(me: PeerInfo, seeds: Vec<SocketAddr>, cfg: SwimConfig, seed: u64) -> Self {
+        let identity = SwimId {
+            id: me.id.clone(),
+            addr: me.addr,
+            stamp: me.heartbeat,
+        };
+        let records = Shared::default();
+        let handler = RecordHandler {
+            me: me.id.clone(),
+            records: Arc::clone(&records),
+        };
+        let foca = Foca::with_custom_broadcast(
+            identity.clone(),
+            cfg.foca(),
+            ChaCha8Rng::seed_from_u64(seed),
+            PostcardCodec,
+            handler,
+        );
         Self {
+            seeds: seeds.into_iter().filter(|s| *s != me.addr).collect(),
             me,
-            peers: HashMap::new(),
-            dead_after,
+            identity,
+            foca,
+            runtime: AccumulatingRuntime::new(),
+            timers: DelayQueue::new(),
+            records,
+            active: HashMap::new(),
+            outbox: Vec::new(),
+            counts: MembershipCounts::default(),
         }
     }
 
-    /// Changes this agent's own record.
+    /// Announces this agent to every seed while it knows no member (call periodically).
+    pub fn join(&mut self) {
+        if !self.active.is_empty() {
+            return;
+        }
+        for s in self.seeds.clone() {
+            // The seed's identity is not known yet: foca accepts an announce addressed to any
+            // identity at its address.
+            let dst = SwimId {
+                id: String::new(),
+                addr: s,
+                stamp: 0,
+            };
+            if let Err(e) = self.foca.announce(dst, &mut self.runtime) {
+                debug!(seed = %s, error = %e, "Announce not sent.");
+            }
+        }
+        self.drain();
+    }
+
+    /// Changes this agent's own record (spread by the next [`Self::publish`]).
     pub fn update_me(&mut self, f: impl FnOnce(&mut PeerInfo)) {
         f(&mut self.me);
+    }
+
+    /// Spreads this agent's record as a new version.
+    pub fn publish(&mut self) {
+        self.me.heartbeat += 1;
+        match postcard::to_allocvec(&self.me) {
+            Ok(data) => {
+                if let Err(e) = self.foca.add_broadcast(&data) {
+                    warn!(error = %e, "Own record not spread.");
+                }
+            }
+            Err(e) => warn!(error = %e, "Own record does not encode."),
+        }
+        self.drain();
+    }
+
+    /// Hands a SWIM packet from the network to foca.
+    ///
+    /// # Errors
+    /// The packet is malformed, too big, or carries a record that does not decode.
+    pub fn handle_data(&mut self, data: &[u8]) -> Result<(), MembershipError> {
+        let r = self.foca.handle_data(data, &mut self.runtime);
+        self.drain();
+        r.map_err(|e| {
+            self.counts.refused_packets += 1;
+            MembershipError::Swim(e.to_string())
+        })
+    }
+
+    /// The next due SWIM timer (pending while none is scheduled).
+    pub async fn next_timer(&mut self) -> Timer<SwimId> {
+        use futures_util::StreamExt;
+        if self.timers.is_empty() {
+            return std::future::pending().await;
+        }
+        match self.timers.next().await {
+            Some(t) => t.into_inner(),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Runs a due SWIM timer.
+    pub fn handle_timer(&mut self, t: Timer<SwimId>) {
+        if let Err(e) = self.foca.handle_timer(t, &mut self.runtime) {
+            debug!(error = %e, "SWIM timer failed.");
+        }
+        self.drain();
+    }
+
+    /// Leaves the fleet (graceful shutdown): peers learn it at once instead of suspecting.
+    pub fn leave(&mut self) {
+        if let Err(e) = self.foca.leave_cluster(&mut self.runtime) {
+            debug!(error = %e, "Leave not announced.");
+        }
+        self.drain();
+    }
+
+    /// SWIM packets to send: (address, bytes).
+    pub fn take_outbox(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    fn drain(&mut self) {
+        while let Some((to, data)) = self.runtime.to_send() {
+            self.outbox.push((to.addr, data.to_vec()));
+        }
+        while let Some((after, t)) = self.runtime.to_schedule() {
+            self.timers.insert(t, after);
+        }
+        while let Some(n) = self.runtime.to_notify() {
+            self.on_notification(n);
+        }
+    }
+
+    fn on_notification(&mut self, n: OwnedNotification<SwimId>) {
+        match n {
+            OwnedNotification::MemberUp(id) => {
+                info!(peer = %id.id, addr = %id.addr, "Member up.");
+                self.counts.up += 1;
+                self.active.insert(id.addr, id);
+            }
+            OwnedNotification::MemberDown(id) => {
+                info!(peer = %id.id, addr = %id.addr, "Member down.");
+                self.counts.down += 1;
+                if self.active.get(&id.addr) == Some(&id) {
+                    self.active.remove(&id.addr);
+                }
+            }
+            OwnedNotification::Rename(old, new) => {
+                debug!(peer = %new.id, old = old.stamp, new = new.stamp, "Member restarted.");
+                if self.active.contains_key(&old.addr) {
+                    self.active.insert(new.addr, new);
+                }
+            }
+            OwnedNotification::Rejoin(id) => {
+                warn!(stamp = id.stamp, "This agent was declared down; rejoined.");
+                self.identity = id;
+            }
+            OwnedNotification::Defunct => warn!("This agent was declared down."),
+            OwnedNotification::Active => debug!("Joined the fleet."),
+            OwnedNotification::Idle => debug!("No active member left."),
+        }
     }
 
     /// This agent's own record.
@@ -82,143 +428,207 @@ impl Membership {
         &self.me
     }
 
-    /// Merges a gossiped view. The sender (first record) is pinned to the address the frame came
-    /// from, so an agent cannot be redirected by a third party's stale record.
-    pub fn merge(&mut self, view: Vec<PeerInfo>, sender_addr: SocketAddr, now: Instant) {
-        for (i, mut p) in view.into_iter().take(MAX_GOSSIP_PEERS).enumerate() {
-            if p.id == self.me.id {
-                continue;
-            }
-            if i == 0 {
-                p.addr = sender_addr;
-            }
-            if !(p.capacity.is_finite() && p.used.is_finite()) || p.history.len() > MAX_HISTORY {
-                continue;
-            }
-            match self.peers.get_mut(&p.id) {
-                Some(e) if e.info.heartbeat >= p.heartbeat => {}
-                Some(e) => {
-                    e.info = p;
-                    e.changed = now;
-                }
-                None => {
-                    self.peers.insert(
-                        p.id.clone(),
-                        Entry {
-                            info: p,
-                            changed: now,
-                        },
-                    );
-                }
-            }
-        }
-    }
-
-    /// Drops peers whose heartbeat is stale.
-    pub fn expire(&mut self, now: Instant) {
-        let d = self.dead_after;
-        self.peers
-            .retain(|_, e| now.saturating_duration_since(e.changed) < d);
+    /// Active members' records, by id (a record counts only while its agent is an active member
+    /// at the record's address).
+    fn live_records(&self) -> Vec<PeerInfo> {
+        let r = lock(&self.records);
+        let ids: HashSet<(&str, SocketAddr)> = self
+            .active
+            .values()
+            .map(|m| (m.id.as_str(), m.addr))
+            .collect();
+        r.by_id
+            .values()
+            .filter(|p| ids.contains(&(p.id.as_str(), p.addr)))
+            .cloned()
+            .collect()
     }
 
     /// Live peers (and this agent first).
-    pub fn alive(&self, now: Instant) -> impl Iterator<Item = &PeerInfo> {
-        let d = self.dead_after;
-        std::iter::once(&self.me).chain(
-            self.peers
-                .values()
-                .filter(move |e| now.saturating_duration_since(e.changed) < d)
-                .map(|e| &e.info),
-        )
+    pub fn alive(&self, _now: Instant) -> impl Iterator<Item = PeerInfo> {
+        let mut peers = self.live_records();
+        peers.sort_by(|a, b| a.id.cmp(&b.id));
+        std::iter::once(self.me.clone()).chain(peers)
     }
 
-    /// The view to gossip: this agent first, then live peers.
-    pub fn view(&self, now: Instant) -> Vec<PeerInfo> {
-        self.alive(now).cloned().collect()
-    }
-
-    /// Whether `id` is a member (this agent included).
+    /// Whether `id` is an active member (this agent included).
     pub fn knows(&self, id: &str) -> bool {
-        id == self.me.id || self.peers.contains_key(id)
+        id == self.me.id || self.active.values().any(|m| m.id == id)
     }
 
-    /// Whether some member listens at `addr`.
-    pub fn has_addr(&self, addr: SocketAddr) -> bool {
-        self.peers.values().any(|e| e.info.addr == addr)
-    }
-
-    /// A member's address.
+    /// A live member's address.
     pub fn addr_of(&self, id: &str) -> Option<SocketAddr> {
         if id == self.me.id {
             return Some(self.me.addr);
         }
-        self.peers.get(id).map(|e| e.info.addr)
+        self.active.values().find(|m| m.id == id).map(|m| m.addr)
     }
 
-    /// A member's record.
-    pub fn get(&self, id: &str) -> Option<&PeerInfo> {
-        self.peers.get(id).map(|e| &e.info)
+    /// A live member's record.
+    pub fn get(&self, id: &str) -> Option<PeerInfo> {
+        let addr = self.addr_of(id)?;
+        lock(&self.records)
+            .by_id
+            .get(id)
+            .filter(|p| p.addr == addr)
+            .cloned()
     }
 
     /// Ids of live members in a role.
     pub fn in_role(&self, role: Role, now: Instant) -> Vec<String> {
         self.alive(now)
             .filter(|p| p.role == role)
-            .map(|p| p.id.clone())
+            .map(|p| p.id)
             .collect()
+    }
+
+    /// Counters.
+    pub fn counts(&self) -> MembershipCounts {
+        MembershipCounts {
+            active: self.active.len(),
+            refused_records: lock(&self.records).refused,
+            ..self.counts.clone()
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt;
+
     use super::*;
 
-    fn info(id: &str, port: u16, hb: u64, role: Role) -> PeerInfo {
+    fn info(id: &str, port: u16) -> PeerInfo {
         PeerInfo {
             id: id.into(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            role,
+            role: Role::Idle,
             capacity: 100.0,
             used: 10.0,
-            history: vec![],
-            step_s: 1.0,
-            heartbeat: hb,
+            history: vec![0.1, 0.2],
+            step_s: 300.0,
+            heartbeat: 1_000,
             libvirt_uri: None,
             policy_version: 0,
         }
     }
 
+    const CFG: SwimConfig = SwimConfig {
+        period: Duration::from_millis(100),
+        fanout: 2,
+        dead_after: Duration::from_millis(600),
+    };
+
+    /// `n` agents on ports 1..=n, all seeded with agent 1.
+    fn fleet(n: u16) -> Vec<Membership> {
+        let seed = SocketAddr::from(([127, 0, 0, 1], 1));
+        (1..=n)
+            .map(|p| Membership::new(info(&format!("h{p}"), p), vec![seed], CFG, u64::from(p)))
+            .collect()
+    }
+
+    /// Runs the fleet for `ms` of paused time; `down` agents neither send nor receive.
+    async fn run(f: &mut [Membership], ms: u64, down: &[usize]) {
+        for step in 0..ms / 10 {
+            if step % 10 == 0 {
+                for (i, m) in f.iter_mut().enumerate() {
+                    if !down.contains(&i) {
+                        m.join();
+                        m.publish();
+                    }
+                }
+            }
+            tokio::time::advance(Duration::from_millis(10)).await;
+            for (i, m) in f.iter_mut().enumerate() {
+                while let Some(t) = m.next_timer().now_or_never() {
+                    if !down.contains(&i) {
+                        m.handle_timer(t);
+                    }
+                }
+            }
+            // Deliver until quiet.
+            loop {
+                let mut sent = Vec::new();
+                for (i, m) in f.iter_mut().enumerate() {
+                    let out = m.take_outbox();
+                    if !down.contains(&i) {
+                        sent.extend(out);
+                    }
+                }
+                if sent.is_empty() {
+                    break;
+                }
+                for (to, data) in sent {
+                    let i = usize::from(to.port()) - 1;
+                    if let (Some(m), false) = (f.get_mut(i), down.contains(&i)) {
+                        _ = m.handle_data(&data);
+                    }
+                }
+            }
+        }
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn merge_keeps_newest_and_expires_silent_peers() {
-        let mut m = Membership::new(info("me", 1, 0, Role::Idle), Duration::from_secs(3));
+    async fn fleet_joins_through_one_seed_and_learns_records() {
+        let mut f = fleet(5);
+        f[3].update_me(|me| me.role = Role::Underloaded);
+        run(&mut f, 2_000, &[]).await;
         let now = Instant::now();
-        m.merge(
-            vec![
-                info("a", 2, 5, Role::Underloaded),
-                info("b", 3, 1, Role::Idle),
-            ],
-            SocketAddr::from(([127, 0, 0, 1], 2)),
-            now,
-        );
-        assert_eq!(m.in_role(Role::Underloaded, now), ["a"]);
-        // An older record does not overwrite.
-        m.merge(
-            vec![info("a", 2, 4, Role::Overloaded)],
-            "127.0.0.1:2".parse().unwrap(),
-            now,
-        );
-        assert_eq!(m.get("a").unwrap().role, Role::Underloaded);
-        tokio::time::advance(Duration::from_secs(2)).await;
-        let later = Instant::now();
-        m.merge(
-            vec![info("a", 2, 6, Role::Underloaded)],
-            "127.0.0.1:2".parse().unwrap(),
-            later,
-        );
-        tokio::time::advance(Duration::from_secs(2)).await;
-        m.expire(Instant::now());
-        assert!(m.knows("a"));
-        assert!(!m.knows("b"), "b's heartbeat stopped");
+        for m in &f {
+            assert_eq!(m.alive(now).count(), 5, "{} sees everyone", m.me().id);
+            if m.me().id != "h4" {
+                assert_eq!(m.in_role(Role::Underloaded, now), ["h4"]);
+                assert_eq!(m.get("h4").unwrap().history, [0.1, 0.2]);
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_member_is_declared_down_and_a_restart_replaces_it() {
+        let mut f = fleet(4);
+        run(&mut f, 1_500, &[]).await;
+        assert!(f[0].knows("h3"));
+        run(&mut f, 3_000, &[2]).await;
+        for (i, m) in f.iter().enumerate() {
+            if i != 2 {
+                assert!(!m.knows("h3"), "{} still holds h3", m.me().id);
+                assert_eq!(m.alive(Instant::now()).count(), 3);
+                assert!(m.counts().down >= 1);
+            }
+        }
+        // h3 restarts on the same address with a later stamp and a fresh record.
+        let mut me = info("h3", 3);
+        me.heartbeat = 50_000;
+        me.role = Role::Underloaded;
+        f[2] = Membership::new(me, vec![SocketAddr::from(([127, 0, 0, 1], 1))], CFG, 9);
+        run(&mut f, 3_000, &[]).await;
+        assert_eq!(f[0].in_role(Role::Underloaded, Instant::now()), ["h3"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bad_packets_and_records_are_refused() {
+        let mut f = fleet(2);
+        run(&mut f, 1_000, &[]).await;
+        assert!(f[0].handle_data(b"\x00\x01garbage").is_err());
+        assert!(f[0].handle_data(&vec![7u8; MAX_PACKET + 1]).is_err());
+        assert_eq!(f[0].counts().refused_packets, 2);
+        // A record with a non-finite value is refused by the handler, not stored.
+        let mut h = RecordHandler {
+            me: "h1".into(),
+            records: Shared::default(),
+        };
+        let mut bad = info("x", 9);
+        bad.used = f64::NAN;
+        let data = postcard::to_allocvec(&bad).unwrap();
+        let sender = f[1].identity.clone();
+        assert!(h.receive_item(&data, Some(&sender)).unwrap().is_none());
+        assert_eq!(lock(&h.records).refused, 1);
+        // An older version of a known record is not spread again.
+        let good = info("y", 9);
+        let data = postcard::to_allocvec(&good).unwrap();
+        assert!(h.receive_item(&data, Some(&sender)).unwrap().is_some());
+        assert!(h.receive_item(&data, Some(&sender)).unwrap().is_none());
+        assert!(h.receive_item(b"\xff", Some(&sender)).is_err());
     }
 
     #[test]
@@ -235,16 +645,5 @@ mod tests {
         );
         // Never more than peers accept.
         assert_eq!(super::super::history_plan(1.0, 1.0, 1e9).2, MAX_HISTORY);
-    }
-
-    #[test]
-    fn sender_address_is_pinned() {
-        let mut m = Membership::new(info("me", 1, 0, Role::Idle), Duration::from_secs(3));
-        m.merge(
-            vec![info("a", 9999, 1, Role::Idle)],
-            "127.0.0.1:2".parse().unwrap(),
-            Instant::now(),
-        );
-        assert_eq!(m.addr_of("a"), Some("127.0.0.1:2".parse().unwrap()));
     }
 }

@@ -2,8 +2,9 @@
 //! agent's state, and the timers that drive it.
 //!
 //! The actor reads the host's load on every evaluation tick and takes a role (`overloaded`,
-//! `underloaded` or `idle`, restricted to the roles the operator allows); it gossips its role, free
-//! capacity and recent utilisation to a few peers on every gossip tick; an overloaded agent picks a
+//! `underloaded` or `idle`, restricted to the roles the operator allows); it publishes its role, free
+//! capacity and recent utilisation as a record spread over SWIM membership ([`membership`], foca);
+//! an overloaded agent picks a
 //! VM and offers it to the best-ranked underloaded peer ([`crate::negotiation`]). Executors run
 //! in their own tasks and report back. Shutdown uses a `CancellationToken` and a `TaskTracker`:
 //! [`NodeHandle::shutdown`] lets a running migration finish, aborts what is not committed (telling
@@ -11,7 +12,7 @@
 //! would, for fault tests.
 //!
 //! Layout:
-//! - [`membership`]: the peer table and its gossip merge.
+//! - [`membership`]: SWIM membership (foca) and the peer records it spreads.
 //! - [`executor`]: the `libvirt`, `command` and `dry-run` executors.
 //! - [`load`]: where the host's load comes from.
 //! - [`policy`]: signed policy bundles.
@@ -30,9 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
@@ -49,7 +48,7 @@ use crate::net::{ClusterKey, FaultPlan, Inbound, NetConfig, NetCounts, NetError,
 
 use self::executor::{Executor, MigrationRequest};
 use self::load::LoadSource;
-use self::membership::{Membership, PeerInfo};
+use self::membership::{Membership, MembershipCounts, PeerInfo, SwimConfig};
 use self::policy::Bundle;
 
 /// A role an agent can play.
@@ -79,10 +78,10 @@ impl Role {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Body {
-    /// Membership: the sender's view of the fleet (itself first).
-    Gossip {
-        /// Peer records.
-        peers: Vec<PeerInfo>,
+    /// A SWIM packet (foca, postcard-encoded), base64.
+    Swim {
+        /// The packet.
+        data: String,
     },
     /// A negotiation step.
     Neg {
@@ -113,7 +112,7 @@ pub struct NodeConfig {
     pub id: String,
     /// Listen address for peers.
     pub listen: SocketAddr,
-    /// Addresses to gossip with at start.
+    /// Addresses to announce this agent to until it knows a member.
     pub seeds: Vec<SocketAddr>,
     /// The cluster key.
     pub key: ClusterKey,
@@ -131,11 +130,11 @@ pub struct NodeConfig {
     pub timeouts: Timeouts,
     /// Load evaluation period.
     pub eval_interval: Duration,
-    /// Gossip period.
+    /// SWIM probe and gossip period.
     pub gossip_interval: Duration,
-    /// Peers gossiped to per round.
+    /// Members gossiped to per round, and indirect probes per failed direct probe.
     pub fanout: usize,
-    /// A peer whose heartbeat has not advanced for this long is dropped.
+    /// A suspected member that does not refute within this is declared down.
     pub dead_after: Duration,
     /// After a failed negotiation with a peer, it is not asked again for this long.
     pub cooldown: Duration,
@@ -155,7 +154,7 @@ pub struct NodeConfig {
     pub policy_key: Option<ed25519_dalek::VerifyingKey>,
     /// Where adopted bundles are installed.
     pub policy_dir: Option<PathBuf>,
-    /// Seed for the gossip peer choice.
+    /// Seed for SWIM's random member choices.
     pub seed: u64,
     /// LCC interaction model (source text) that chooses roles and targets; `None`: thresholds.
     pub interaction_model: Option<String>,
@@ -287,6 +286,8 @@ pub struct Status {
     pub net: NetCounts,
     /// Negotiation messages from senders not in membership.
     pub unknown_sender: u64,
+    /// SWIM membership counters.
+    pub membership: MembershipCounts,
 }
 
 /// One peer in [`Status`].
@@ -413,8 +414,16 @@ pub async fn spawn(
     let (exec_tx, exec_rx) = mpsc::channel(8);
     let actor = Actor {
         neg: Negotiator::new(cfg.id.clone(), cfg.timeouts).numbered_from(crate::net::now_ms()),
-        members: Membership::new(me, cfg.dead_after),
-        rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+        members: Membership::new(
+            me,
+            cfg.seeds.clone(),
+            SwimConfig {
+                period: cfg.gossip_interval,
+                fanout: cfg.fanout,
+                dead_after: cfg.dead_after,
+            },
+            cfg.seed ^ crate::net::now_ms(),
+        ),
         cfg,
         transport: Arc::clone(&transport),
         load,
@@ -456,7 +465,6 @@ struct Actor {
     cfg: NodeConfig,
     neg: Negotiator,
     members: Membership,
-    rng: ChaCha8Rng,
     transport: Arc<Transport<Body>>,
     load: Box<dyn LoadSource>,
     exec: Arc<dyn Executor>,
@@ -512,7 +520,11 @@ impl Actor {
                     self.apply(acts);
                 }
                 _ = eval.tick() => self.evaluate(),
-                _ = gossip.tick() => self.gossip(),
+                _ = gossip.tick() => self.join(),
+                t = self.members.next_timer() => {
+                    self.members.handle_timer(t);
+                    self.flush_swim();
+                }
             }
         }
         // Graceful: let a running migration report (bounded), abort the rest, flush, stop.
@@ -530,6 +542,8 @@ impl Actor {
         }
         let acts = self.neg.abort_uncommitted(Instant::now());
         self.apply(acts);
+        self.members.leave();
+        self.flush_swim();
         self.publish_status();
         // Give the writer tasks a moment to flush the aborts.
         tokio::select! {
@@ -552,8 +566,15 @@ impl Actor {
     fn on_inbound(&mut self, m: Inbound<Body>) {
         let from = m.header.from.clone();
         match m.body {
-            Body::Gossip { peers } => {
-                self.members.merge(peers, m.header.reply_to, Instant::now());
+            Body::Swim { data } => {
+                let r = base64::engine::general_purpose::STANDARD
+                    .decode(data.as_bytes())
+                    .map_err(|e| membership::MembershipError::Swim(e.to_string()))
+                    .and_then(|d| self.members.handle_data(&d));
+                if let Err(e) = r {
+                    debug!(%from, error = %e, "SWIM packet refused.");
+                }
+                self.flush_swim();
             }
             Body::Neg { msg } => {
                 if !self.members.knows(&from) {
@@ -780,6 +801,8 @@ impl Actor {
                 }
             }
         });
+        self.members.publish();
+        self.flush_swim();
         if role == Role::Overloaded && self.neg.is_idle() {
             let chosen = match offer {
                 Some(o) => Some(o),
@@ -839,31 +862,19 @@ impl Actor {
         Some(best.candidate.id.clone())
     }
 
-    fn gossip(&mut self) {
-        let now = Instant::now();
-        self.members.update_me(|me| me.heartbeat += 1);
-        self.members.expire(now);
-        let view = self.members.view(now);
-        let mut targets: Vec<SocketAddr> = self
-            .members
-            .alive(now)
-            .filter(|p| p.id != self.cfg.id)
-            .map(|p| p.addr)
-            .collect();
-        targets.shuffle(&mut self.rng);
-        targets.truncate(self.cfg.fanout.max(1));
-        // Seeds are tried until they show up as members.
-        for s in &self.cfg.seeds {
-            if !self.members.has_addr(*s)
-                && !targets.contains(s)
-                && *s != self.transport.local_addr()
-            {
-                targets.push(*s);
-            }
-        }
-        let body = Body::Gossip { peers: view };
-        for t in targets {
-            self.send(t, &body);
+    /// Announces this agent to the seeds while it knows no member.
+    fn join(&mut self) {
+        self.members.join();
+        self.flush_swim();
+    }
+
+    /// Sends what SWIM has queued.
+    fn flush_swim(&mut self) {
+        for (to, data) in self.members.take_outbox() {
+            let body = Body::Swim {
+                data: base64::engine::general_purpose::STANDARD.encode(data),
+            };
+            self.send(to, &body);
         }
     }
 
@@ -958,6 +969,7 @@ impl Actor {
             negotiation: self.neg.counts(),
             net: self.transport.stats().snapshot(),
             unknown_sender: self.stats.unknown_sender.load(Ordering::Relaxed),
+            membership: self.members.counts(),
         };
         self.status.send_replace(st);
     }
@@ -968,4 +980,57 @@ async fn sleep_opt(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// A member with no agent behind it, for tools and tests that speak the negotiation protocol by
+/// hand: it takes part in SWIM through `transport` (announcing itself to `seeds`), publishes `me`
+/// every period, and forwards every non-SWIM message to the returned receiver. It stops with
+/// `stop`.
+pub fn bare_member(
+    transport: Arc<Transport<Body>>,
+    mut inbox: mpsc::Receiver<Inbound<Body>>,
+    me: PeerInfo,
+    seeds: Vec<SocketAddr>,
+    cfg: SwimConfig,
+    tracker: &TaskTracker,
+    stop: CancellationToken,
+) -> mpsc::Receiver<Inbound<Body>> {
+    let (tx, rx) = mpsc::channel(256);
+    let mut members = Membership::new(me, seeds, cfg, crate::net::now_ms());
+    tracker.spawn(async move {
+        let send = |members: &mut Membership| {
+            for (to, data) in members.take_outbox() {
+                let body = Body::Swim {
+                    data: base64::engine::general_purpose::STANDARD.encode(data),
+                };
+                _ = transport.send(to, &body);
+            }
+        };
+        let mut tick = tokio::time::interval(cfg.period);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {
+                    members.join();
+                    members.publish();
+                }
+                t = members.next_timer() => members.handle_timer(t),
+                m = inbox.recv() => match m {
+                    None => return,
+                    Some(Inbound { body: Body::Swim { data }, .. }) => {
+                        if let Ok(d) = base64::engine::general_purpose::STANDARD.decode(data) {
+                            _ = members.handle_data(&d);
+                        }
+                    }
+                    Some(m) => {
+                        if tx.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                },
+            }
+            send(&mut members);
+        }
+    });
+    rx
 }
