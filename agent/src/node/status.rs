@@ -1,23 +1,39 @@
 //! The status endpoint: `GET /status` (JSON) and `GET /` (a small HTML page listing peers,
-//! roles, stability scores and recent negotiations), on a loopback address.
-//!
-//! The server speaks just enough HTTP/1.1 for a browser or `curl`: one request per connection,
-//! request head capped at 8 KiB and read with a timeout, `Connection: close`. It is read-only.
+//! roles, stability scores, membership and recent negotiations), served by axum on a loopback
+//! address. It is read-only: every request reads the latest [`Status`] the agent published.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::extract::State;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::{info, warn};
 
 use super::Status;
 
-const MAX_HEAD: usize = 8 * 1024;
+/// The routes, reading `status`.
+pub fn router(status: watch::Receiver<Status>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/status", get(json))
+        .with_state(status)
+}
+
+async fn json(State(st): State<watch::Receiver<Status>>) -> impl IntoResponse {
+    let s = st.borrow().clone();
+    Json(s)
+}
+
+async fn page(State(st): State<watch::Receiver<Status>>) -> impl IntoResponse {
+    let s = st.borrow().clone();
+    Html(render_html(&s))
+}
 
 /// Serves `status` on `addr` until `stop`. Returns the bound address.
 ///
@@ -32,61 +48,13 @@ pub async fn serve(
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     info!(addr = %bound, "Status endpoint listening.");
-    let t2 = tracker.clone();
+    let app = router(status);
     tracker.spawn(async move {
-        loop {
-            let (mut sock, peer) = tokio::select! {
-                () = stop.cancelled() => return,
-                a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
-            };
-            let status = status.clone();
-            t2.spawn(async move {
-                let mut buf = vec![0u8; MAX_HEAD];
-                let mut n = 0;
-                let read = tokio::time::timeout(Duration::from_secs(5), async {
-                    while n < MAX_HEAD {
-                        let k = sock.read(&mut buf[n..]).await?;
-                        if k == 0 {
-                            break;
-                        }
-                        n += k;
-                        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                            break;
-                        }
-                    }
-                    Ok::<_, std::io::Error>(())
-                })
-                .await;
-                if !matches!(read, Ok(Ok(()))) {
-                    debug!(%peer, "Status request not read.");
-                    return;
-                }
-                let head = String::from_utf8_lossy(&buf[..n]);
-                let path = head
-                    .lines()
-                    .next()
-                    .and_then(|l| {
-                        let mut it = l.split_whitespace();
-                        (it.next() == Some("GET")).then(|| it.next()).flatten()
-                    })
-                    .unwrap_or("");
-                let st = status.borrow().clone();
-                let (code, ctype, body) = match path {
-                    "/status" => (
-                        "200 OK",
-                        "application/json",
-                        serde_json::to_string_pretty(&st).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")),
-                    ),
-                    "/" => ("200 OK", "text/html; charset=utf-8", render_html(&st)),
-                    _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-                };
-                let resp = format!(
-                    "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                _ = tokio::time::timeout(Duration::from_secs(5), sock.write_all(resp.as_bytes()))
-                    .await;
-            });
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            warn!(error = %e, "Status endpoint stopped.");
         }
     });
     Ok(bound)
@@ -148,16 +116,20 @@ pub fn render_html(st: &Status) -> String {
         h,
         "</table><h2>Counters</h2><p>started {} · migrated {} · rejected {} · timeouts {} · aborted {} · \
          offers {} · retries {} · frames in {} / out {} · refused (mac) {} · oversize {} · duplicates {} · \
-         unknown senders {}</p></body></html>",
+         unknown senders {}</p><p>membership (SWIM): {} active · {} up · {} down · refused packets {} · \
+         refused records {}</p></body></html>",
         n.started, n.migrated, n.rejected, n.timeouts, n.aborted, n.offers, n.retries,
         st.net.frames_in, st.net.frames_out, st.net.rejected_mac, st.net.rejected_oversize,
-        st.net.duplicates, st.unknown_sender
+        st.net.duplicates, st.unknown_sender, st.membership.active, st.membership.up,
+        st.membership.down, st.membership.refused_packets, st.membership.refused_records
     );
     h
 }
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
 
     #[tokio::test]
@@ -173,9 +145,11 @@ mod tests {
             .unwrap();
         let get = |path: &'static str| async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .await
-                .unwrap();
+            s.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
             let mut out = String::new();
             s.read_to_string(&mut out).await.unwrap();
             out
