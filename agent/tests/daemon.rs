@@ -15,7 +15,7 @@ use keel_agent::net::{
     PROTOCOL_VERSION,
 };
 use keel_agent::node::load::SimFleet;
-use keel_agent::node::membership::{PeerInfo, SwimConfig};
+use keel_agent::node::membership::{Mode, PeerInfo, SwimConfig};
 use keel_agent::node::{self, bare_member, Body, NodeConfig, NodeEvent, NodeHandle, Role};
 use keel_core::features::FeatureSchema;
 use keel_core::model::{Algorithm, LabelDefinition, ModelFile, Provenance, FORMAT_VERSION};
@@ -807,4 +807,48 @@ async fn swim_drops_a_killed_agent_and_sees_a_graceful_leave() {
     );
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_mode_finds_peers_and_drops_a_dead_one() {
+    // d serves the directory; a is overloaded, b has room, c dies before anything happens.
+    let fleet = SimFleet::new(&[
+        ("a-1", "a", 500.0),
+        ("a-2", "a", 400.0),
+        ("b-1", "b", 100.0),
+        ("d-1", "d", 600.0),
+    ]);
+    let mk = |id: &str, seeds: Vec<SocketAddr>, serve: bool| {
+        let mut c = cfg(id, seeds);
+        c.membership = Mode::Directory;
+        c.directory_server = serve;
+        c.dead_after = Duration::from_millis(1_000);
+        c
+    };
+    let d = start(&fleet, mk("d", vec![], true), Arc::new(NoModel)).await;
+    let c = start(&fleet, mk("c", vec![d.addr], false), Arc::new(NoModel)).await;
+    assert!(wait_status(&d, Duration::from_secs(10), |s| s.peers.len() == 1).await);
+    c.kill().await;
+    assert!(
+        wait_status(&d, Duration::from_secs(10), |s| s.peers.is_empty()).await,
+        "the directory forgets a silent agent"
+    );
+    let a = start(&fleet, mk("a", vec![d.addr], false), Arc::new(NoModel)).await;
+    let mut ev = a.events();
+    let b = start(&fleet, mk("b", vec![d.addr], false), Arc::new(NoModel)).await;
+    let e = wait_event(&mut ev, Duration::from_secs(10), migrated_source)
+        .await
+        .expect("a migration within 10 s");
+    let NodeEvent::Finished(r) = e else {
+        unreachable!()
+    };
+    assert_eq!((r.vm.as_str(), r.peer.as_str()), ("a-2", "b"));
+    assert_eq!(fleet.conflicts(), 0);
+    // Peers came from the directory only: no SWIM traffic was needed to find them.
+    let st = a.status();
+    assert_eq!(st.membership.up, 0);
+    assert!(st.peers.iter().any(|p| p.id == "b") && st.peers.iter().any(|p| p.id == "d"));
+    for h in [a, b, d] {
+        h.shutdown().await;
+    }
 }

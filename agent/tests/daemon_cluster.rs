@@ -56,6 +56,7 @@ fn args(path: &Path) -> ClusterArgs {
         model: None,
         interaction_model: None,
         no_lcc: false,
+        directory: false,
         seed: 7,
         json: true,
     }
@@ -101,5 +102,17 @@ async fn fleet_with_killed_peers_and_lossy_links_has_no_conflicts() {
     let r = run(&a).await.unwrap();
     assert!(r.kills >= 1, "{r:?}");
     assert!(r.faults_injected > 0, "{r:?}");
+    assert_eq!(r.vm_conflicts, 0, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_through_a_directory_relieves_the_overloaded_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("d.parquet");
+    dataset(&p);
+    let mut a = args(&p);
+    a.directory = true;
+    let r = run(&a).await.unwrap();
+    assert!(r.migrations >= 1, "{r:?}");
     assert_eq!(r.vm_conflicts, 0, "{r:?}");
 }

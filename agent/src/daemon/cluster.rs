@@ -29,6 +29,7 @@ use crate::negotiation::rank::{ModelRanker, NoModel, Ranker};
 use crate::negotiation::{Outcome, Side, Timeouts};
 use crate::net::{ClusterKey, FaultPlan, NetCounts};
 use crate::node::load::{SimFleet, Traces};
+use crate::node::membership::Mode;
 use crate::node::{self, NodeConfig, NodeEvent, NodeHandle};
 
 /// Arguments of `keel-agent cluster`.
@@ -70,6 +71,9 @@ pub struct ClusterArgs {
     /// Decide roles by thresholds alone, without an interaction model.
     #[arg(long, conflicts_with = "interaction_model")]
     pub no_lcc: bool,
+    /// Find peers through a directory served by the first agent instead of SWIM.
+    #[arg(long)]
+    pub directory: bool,
     /// RNG seed (placement is deterministic regardless).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -384,6 +388,10 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         };
         c.seed = args.seed.wrapping_add(1000 + i as u64);
         c.interaction_model.clone_from(&interaction_model);
+        if args.directory {
+            c.membership = Mode::Directory;
+            c.directory_server = i == 0;
+        }
         c
     };
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -421,7 +429,17 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
                 still.push((i, until));
                 continue;
             }
-            let seeds = vec![addrs[(i + 1) % addrs.len()]];
+            // SWIM: any live member will do; directory mode: the directory.
+            let seeds = if args.directory {
+                addrs
+                    .first()
+                    .copied()
+                    .into_iter()
+                    .filter(|_| i != 0)
+                    .collect()
+            } else {
+                vec![addrs[(i + 1) % addrs.len()]]
+            };
             match node::spawn(
                 make_cfg(i, addrs[i], seeds),
                 fleet.load_for(&sc.hosts[i].0),

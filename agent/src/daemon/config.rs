@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::negotiation::Timeouts;
 use crate::net::ClusterKey;
+use crate::node::membership::Mode;
 use crate::node::Role;
 
 /// A secret string whose `Debug` and `Display` are redacted.
@@ -95,9 +96,14 @@ pub struct FileConfig {
     pub id: Option<String>,
     /// Listen address for peers.
     pub listen: Option<SocketAddr>,
-    /// Seed peers.
+    /// Seed peers (SWIM), or the directories (directory mode).
     #[serde(default)]
     pub seeds: Vec<SocketAddr>,
+    /// How peers are found: `swim` (default) or `directory`.
+    pub membership: Option<Mode>,
+    /// Serve a directory for the fleet (implies `membership = "directory"`).
+    #[serde(default)]
+    pub directory_server: bool,
     /// Cluster key, hex (prefer `cluster_key_file`).
     pub cluster_key: Option<Secret>,
     /// File holding the cluster key, hex.
@@ -204,8 +210,12 @@ pub struct Settings {
     pub id: String,
     /// Listen address.
     pub listen: SocketAddr,
-    /// Seeds.
+    /// Seeds (SWIM) or directories.
     pub seeds: Vec<SocketAddr>,
+    /// How peers are found.
+    pub membership: Mode,
+    /// Serve a directory.
+    pub directory_server: bool,
     /// Cluster key.
     pub key: ClusterKey,
     /// CPU capacity.
@@ -331,6 +341,15 @@ impl Settings {
         if timeouts.reservation < timeouts.offer {
             bail!("timeouts.reservation_ms: must be at least offer_ms");
         }
+        let seeds = cli.seeds.unwrap_or(file.seeds);
+        let membership = if file.directory_server {
+            Mode::Directory
+        } else {
+            file.membership.unwrap_or_default()
+        };
+        if membership == Mode::Directory && !file.directory_server && seeds.is_empty() {
+            bail!("membership = \"directory\": seeds must list the directories (agents with directory_server = true)");
+        }
         Ok(Self {
             id,
             listen: match cli.listen.or(file.listen) {
@@ -339,7 +358,9 @@ impl Settings {
                     .parse()
                     .expect("default listen address parses"),
             },
-            seeds: cli.seeds.unwrap_or(file.seeds),
+            seeds,
+            membership,
+            directory_server: file.directory_server,
             key,
             capacity,
             high,
@@ -391,6 +412,25 @@ mod tests {
     }
 
     #[test]
+    fn directory_mode_settings() {
+        let base = format!("id = \"a\"\ncluster_key = \"{KEY}\"\ncapacity = 100.0\n");
+        let f: FileConfig = toml::from_str(&format!("{base}directory_server = true\n")).unwrap();
+        let s = Settings::resolve(RunArgs::default(), f).unwrap();
+        assert_eq!((s.membership, s.directory_server), (Mode::Directory, true));
+        let f: FileConfig = toml::from_str(&format!(
+            "{base}membership = \"directory\"\nseeds = [\"10.0.0.1:7070\"]\n"
+        ))
+        .unwrap();
+        let s = Settings::resolve(RunArgs::default(), f).unwrap();
+        assert_eq!((s.membership, s.directory_server), (Mode::Directory, false));
+        let f: FileConfig = toml::from_str(&base).unwrap();
+        assert_eq!(
+            Settings::resolve(RunArgs::default(), f).unwrap().membership,
+            Mode::Swim
+        );
+    }
+
+    #[test]
     fn flags_override_file_and_unknown_fields_fail() {
         let f: FileConfig = toml::from_str(&format!(
             "id = \"a\"\ncluster_key = \"{KEY}\"\ncapacity = 100.0\nlisten = \"127.0.0.1:1\"\n"
@@ -421,6 +461,12 @@ mod tests {
         };
         check("high = 0.4\n", "thresholds");
         check("status_addr = \"0.0.0.0:1\"\n", "loopback");
+        check(
+            "membership = \"directory\"\n",
+            "seeds must list the directories",
+        );
+        let e = toml::from_str::<FileConfig>("membership = \"central\"").unwrap_err();
+        assert!(e.to_string().contains("unknown variant `central`"), "{e}");
         let f: FileConfig =
             toml::from_str("id = \"a\"\ncapacity = 1.0\ncluster_key = \"abcd\"\n").unwrap();
         assert!(format!(

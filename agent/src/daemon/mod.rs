@@ -161,6 +161,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut nc = NodeConfig::local(&s.id, s.key.clone(), s.capacity);
     nc.listen = s.listen;
     nc.seeds = s.seeds.clone();
+    nc.membership = s.membership;
+    nc.directory_server = s.directory_server;
     nc.high = s.high;
     nc.low = s.low;
     nc.accept_below = s.accept_below;

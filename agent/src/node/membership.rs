@@ -16,6 +16,11 @@
 //! An agent's identity is its id, listen address and a start stamp: a restarted agent (same address,
 //! later stamp) replaces its previous incarnation, and an agent wrongly declared down rejoins under
 //! a renewed stamp.
+//!
+//! Small fleets may use a directory instead ([`Mode::Directory`]): one or a few agents serve a
+//! [`Directory`]; the others register their record with every directory each period and take the
+//! live records it answers with as their view. A record not refreshed within `dead_after` drops
+//! out, on the directory and in the view.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -238,8 +243,86 @@ pub struct MembershipCounts {
     pub refused_records: u64,
 }
 
+/// How an agent learns its peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// SWIM (foca): no centre.
+    #[default]
+    Swim,
+    /// Register with the directories (the seeds) and take their answers as the view.
+    Directory,
+}
+
+/// Most records in a directory answer (directories are for small fleets).
+pub const MAX_DIRECTORY_PEERS: usize = 256;
+
+/// What a directory server holds: each registrant's latest record and when it came.
+#[derive(Debug)]
+pub struct Directory {
+    records: HashMap<String, (PeerInfo, Instant)>,
+    dead_after: Duration,
+    /// Registrations refused (invalid records, id not the frame's sender, full).
+    pub refused: u64,
+}
+
+impl Directory {
+    /// An empty directory; records expire after `dead_after`.
+    pub fn new(dead_after: Duration) -> Self {
+        Self {
+            records: HashMap::new(),
+            dead_after,
+            refused: 0,
+        }
+    }
+
+    /// Registers `p`, sent by agent `from` (the frame's authenticated sender) from `addr`
+    /// (pinned as the record's address). Returns whether it was taken.
+    pub fn register(
+        &mut self,
+        mut p: PeerInfo,
+        from: &str,
+        addr: SocketAddr,
+        now: Instant,
+    ) -> bool {
+        self.expire(now);
+        let full = self.records.len() >= MAX_DIRECTORY_PEERS && !self.records.contains_key(&p.id);
+        if p.id != from || !valid(&p) || full {
+            self.refused += 1;
+            return false;
+        }
+        p.addr = addr;
+        match self.records.get(&p.id) {
+            // A restarted agent's record has a later start stamp; an older one is stale.
+            Some((old, _)) if old.heartbeat > p.heartbeat => false,
+            _ => {
+                self.records.insert(p.id.clone(), (p, now));
+                true
+            }
+        }
+    }
+
+    /// Live records, by id.
+    pub fn live(&mut self, now: Instant) -> Vec<PeerInfo> {
+        self.expire(now);
+        let mut v: Vec<PeerInfo> = self.records.values().map(|(p, _)| p.clone()).collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let d = self.dead_after;
+        self.records
+            .retain(|_, (_, t)| now.saturating_duration_since(*t) < d);
+    }
+}
+
 /// The peer table.
 pub struct Membership {
+    mode: Mode,
+    /// Directory mode: the view from the directories' answers, with when each record came.
+    view: HashMap<String, (PeerInfo, Instant)>,
+    dead_after: Duration,
     me: PeerInfo,
     identity: SwimId,
     foca: Foca<SwimId, PostcardCodec, ChaCha8Rng, RecordHandler>,
@@ -263,8 +346,19 @@ impl std::fmt::Debug for Membership {
 }
 
 impl Membership {
-    /// A table with only this agent; `seeds` are announced to by [`Self::join`].
+    /// A SWIM table with only this agent; `seeds` are announced to by [`Self::join`].
     pub fn new(me: PeerInfo, seeds: Vec<SocketAddr>, cfg: SwimConfig, seed: u64) -> Self {
+        Self::with_mode(Mode::Swim, me, seeds, cfg, seed)
+    }
+
+    /// A table in `mode`; in [`Mode::Directory`] the seeds are the directories.
+    pub fn with_mode(
+        mode: Mode,
+        me: PeerInfo,
+        seeds: Vec<SocketAddr>,
+        cfg: SwimConfig,
+        seed: u64,
+    ) -> Self {
         let identity = SwimId {
             id: me.id.clone(),
             addr: me.addr,
@@ -283,6 +377,9 @@ impl Membership {
             handler,
         );
         Self {
+            mode,
+            view: HashMap::new(),
+            dead_after: cfg.dead_after,
             seeds: seeds.into_iter().filter(|s| *s != me.addr).collect(),
             me,
             identity,
@@ -298,7 +395,7 @@ impl Membership {
 
     /// Announces this agent to every seed while it knows no member (call periodically).
     pub fn join(&mut self) {
-        if !self.active.is_empty() {
+        if self.mode == Mode::Directory || !self.active.is_empty() {
             return;
         }
         for s in self.seeds.clone() {
@@ -324,6 +421,9 @@ impl Membership {
     /// Spreads this agent's record as a new version.
     pub fn publish(&mut self) {
         self.me.heartbeat += 1;
+        if self.mode == Mode::Directory {
+            return;
+        }
         match postcard::to_allocvec(&self.me) {
             Ok(data) => {
                 if let Err(e) = self.foca.add_broadcast(&data) {
@@ -428,9 +528,50 @@ impl Membership {
         &self.me
     }
 
+    /// How this table learns peers.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The directories (directory mode) or the seeds (SWIM).
+    pub fn seeds(&self) -> &[SocketAddr] {
+        &self.seeds
+    }
+
+    /// Directory mode: takes a directory's answer (records refreshed now; others age out).
+    pub fn set_view(&mut self, peers: Vec<PeerInfo>, now: Instant) {
+        for p in peers.into_iter().take(MAX_DIRECTORY_PEERS) {
+            if p.id == self.me.id {
+                continue;
+            }
+            if !valid(&p) {
+                lock(&self.records).refused += 1;
+                continue;
+            }
+            match self.view.get(&p.id) {
+                Some((old, _)) if old.heartbeat > p.heartbeat => {}
+                _ => {
+                    self.view.insert(p.id.clone(), (p, now));
+                }
+            }
+        }
+        let d = self.dead_after;
+        self.view
+            .retain(|_, (_, t)| now.saturating_duration_since(*t) < d);
+    }
+
     /// Active members' records, by id (a record counts only while its agent is an active member
     /// at the record's address).
     fn live_records(&self) -> Vec<PeerInfo> {
+        if self.mode == Mode::Directory {
+            let now = Instant::now();
+            return self
+                .view
+                .values()
+                .filter(|(_, t)| now.saturating_duration_since(*t) < self.dead_after)
+                .map(|(p, _)| p.clone())
+                .collect();
+        }
         let r = lock(&self.records);
         let ids: HashSet<(&str, SocketAddr)> = self
             .active
@@ -453,7 +594,7 @@ impl Membership {
 
     /// Whether `id` is an active member (this agent included).
     pub fn knows(&self, id: &str) -> bool {
-        id == self.me.id || self.active.values().any(|m| m.id == id)
+        self.addr_of(id).is_some()
     }
 
     /// A live member's address.
@@ -461,11 +602,21 @@ impl Membership {
         if id == self.me.id {
             return Some(self.me.addr);
         }
+        if self.mode == Mode::Directory {
+            return self
+                .live_records()
+                .into_iter()
+                .find(|p| p.id == id)
+                .map(|p| p.addr);
+        }
         self.active.values().find(|m| m.id == id).map(|m| m.addr)
     }
 
     /// A live member's record.
     pub fn get(&self, id: &str) -> Option<PeerInfo> {
+        if self.mode == Mode::Directory {
+            return self.live_records().into_iter().find(|p| p.id == id);
+        }
         let addr = self.addr_of(id)?;
         lock(&self.records)
             .by_id
@@ -485,7 +636,10 @@ impl Membership {
     /// Counters.
     pub fn counts(&self) -> MembershipCounts {
         MembershipCounts {
-            active: self.active.len(),
+            active: match self.mode {
+                Mode::Swim => self.active.len(),
+                Mode::Directory => self.live_records().len(),
+            },
             refused_records: lock(&self.records).refused,
             ..self.counts.clone()
         }

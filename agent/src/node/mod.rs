@@ -48,7 +48,7 @@ use crate::net::{ClusterKey, FaultPlan, Inbound, NetConfig, NetCounts, NetError,
 
 use self::executor::{Executor, MigrationRequest};
 use self::load::LoadSource;
-use self::membership::{Membership, MembershipCounts, PeerInfo, SwimConfig};
+use self::membership::{Directory, Membership, MembershipCounts, Mode, PeerInfo, SwimConfig};
 use self::policy::Bundle;
 
 /// A role an agent can play.
@@ -83,6 +83,16 @@ pub enum Body {
         /// The packet.
         data: String,
     },
+    /// Directory mode: the sender's record, to a directory.
+    Register {
+        /// The record.
+        record: PeerInfo,
+    },
+    /// Directory mode: a directory's live records, in answer to a registration.
+    Directory {
+        /// The records.
+        peers: Vec<PeerInfo>,
+    },
     /// A negotiation step.
     Neg {
         /// The message.
@@ -112,8 +122,13 @@ pub struct NodeConfig {
     pub id: String,
     /// Listen address for peers.
     pub listen: SocketAddr,
-    /// Addresses to announce this agent to until it knows a member.
+    /// Addresses to announce this agent to until it knows a member (SWIM), or the directories
+    /// to register with (directory mode).
     pub seeds: Vec<SocketAddr>,
+    /// How peers are found.
+    pub membership: Mode,
+    /// Serve a directory (implies directory mode).
+    pub directory_server: bool,
     /// The cluster key.
     pub key: ClusterKey,
     /// Host CPU capacity (absolute units of the load source).
@@ -178,6 +193,8 @@ impl NodeConfig {
             id: id.to_string(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             seeds: Vec::new(),
+            membership: Mode::Swim,
+            directory_server: false,
             key,
             capacity,
             high: 0.8,
@@ -414,7 +431,13 @@ pub async fn spawn(
     let (exec_tx, exec_rx) = mpsc::channel(8);
     let actor = Actor {
         neg: Negotiator::new(cfg.id.clone(), cfg.timeouts).numbered_from(crate::net::now_ms()),
-        members: Membership::new(
+        directory: cfg.directory_server.then(|| Directory::new(cfg.dead_after)),
+        members: Membership::with_mode(
+            if cfg.directory_server {
+                Mode::Directory
+            } else {
+                cfg.membership
+            },
             me,
             cfg.seeds.clone(),
             SwimConfig {
@@ -465,6 +488,8 @@ struct Actor {
     cfg: NodeConfig,
     neg: Negotiator,
     members: Membership,
+    /// The directory this agent serves, if any.
+    directory: Option<Directory>,
     transport: Arc<Transport<Body>>,
     load: Box<dyn LoadSource>,
     exec: Arc<dyn Executor>,
@@ -605,6 +630,31 @@ impl Actor {
                 }
                 let acts = self.neg.on_message(Instant::now(), &from, msg, &local);
                 self.apply(acts);
+            }
+            Body::Register { record } => {
+                let now = Instant::now();
+                let Some(dir) = self.directory.as_mut() else {
+                    self.stats.unknown_sender.fetch_add(1, Ordering::Relaxed);
+                    debug!(%from, "Registration sent to an agent that serves no directory.");
+                    return;
+                };
+                if !dir.register(record, &from, m.header.reply_to, now) {
+                    debug!(%from, "Registration refused.");
+                    return;
+                }
+                let peers = dir.live(now);
+                self.members.set_view(peers.clone(), now);
+                self.send(m.header.reply_to, &Body::Directory { peers });
+            }
+            Body::Directory { peers } => {
+                let from_directory = self.members.mode() == Mode::Directory
+                    && self.members.seeds().contains(&m.header.reply_to);
+                if from_directory {
+                    self.members.set_view(peers, Instant::now());
+                } else {
+                    self.stats.unknown_sender.fetch_add(1, Ordering::Relaxed);
+                    debug!(%from, "Directory answer from an agent that is not a directory.");
+                }
             }
             Body::Bundle { bundle } => self.on_bundle(*bundle),
             Body::Ping { nonce } => self.send(m.header.reply_to, &Body::Pong { nonce }),
@@ -862,8 +912,23 @@ impl Actor {
         Some(best.candidate.id.clone())
     }
 
-    /// Announces this agent to the seeds while it knows no member.
+    /// SWIM: announces this agent to the seeds while it knows no member. Directory mode:
+    /// registers this agent's record with every directory (and, serving one, with its own).
     fn join(&mut self) {
+        if self.members.mode() == Mode::Directory {
+            let now = Instant::now();
+            let me = self.members.me().clone();
+            if let Some(dir) = self.directory.as_mut() {
+                dir.register(me.clone(), &me.id, me.addr, now);
+                let peers = dir.live(now);
+                self.members.set_view(peers, now);
+            }
+            let body = Body::Register { record: me };
+            for d in self.members.seeds().to_vec() {
+                self.send(d, &body);
+            }
+            return;
+        }
         self.members.join();
         self.flush_swim();
     }
