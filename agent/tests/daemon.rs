@@ -18,7 +18,7 @@ use keel_agent::node::load::SimFleet;
 use keel_agent::node::membership::{Mode, PeerInfo, SwimConfig};
 use keel_agent::node::{self, bare_member, Body, NodeConfig, NodeEvent, NodeHandle, Role};
 use keel_core::features::FeatureSchema;
-use keel_core::model::{Algorithm, LabelDefinition, ModelFile, Provenance, FORMAT_VERSION};
+use keel_core::model::ModelFile;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
@@ -192,32 +192,8 @@ async fn seed_interaction_model_drives_roles_and_target_choice() {
 
 /// A logistic model on `cpu_std`: a host whose utilisation swings is unstable.
 fn swing_model() -> ModelFile {
-    let schema = FeatureSchema::cpu_default();
-    let n = schema.len();
-    let i = schema.names.iter().position(|s| s == "cpu_std").unwrap();
-    let mut weights = vec![0.0; n];
-    weights[i] = 60.0;
-    ModelFile {
-        format_version: FORMAT_VERSION,
-        feature_schema: schema,
-        label: LabelDefinition {
-            horizon_s: 1800.0,
-            mean_window_s: 600.0,
-            util_threshold: 0.9,
-            cv_quantile: None,
-            cv_threshold: None,
-            labels_file: None,
-        },
-        algorithm: Algorithm::Logistic {
-            mean: vec![0.05; n],
-            scale: vec![1.0; n],
-            weights,
-            intercept: 0.0,
-        },
-        threshold: 0.5,
-        provenance: Provenance::default(),
-        metrics: Default::default(),
-    }
+    ModelFile::one_feature_logistic(FeatureSchema::cpu_default(), "cpu_std", 60.0, 0.05, 0.0)
+        .unwrap()
 }
 
 /// b has more room than c but its load swings; returns where a's VM went.

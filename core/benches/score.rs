@@ -14,14 +14,7 @@ fn model(algorithm: Algorithm) -> ModelFile {
     ModelFile {
         format_version: FORMAT_VERSION,
         feature_schema: FeatureSchema::cpu_default(),
-        label: LabelDefinition {
-            horizon_s: 1800.0,
-            mean_window_s: 600.0,
-            util_threshold: 0.9,
-            cv_quantile: None,
-            cv_threshold: None,
-            labels_file: None,
-        },
+        label: LabelDefinition::default(),
         algorithm,
         threshold: 0.5,
         provenance: Provenance::default(),

@@ -84,6 +84,21 @@ pub struct LabelDefinition {
     pub labels_file: Option<String>,
 }
 
+impl Default for LabelDefinition {
+    /// The trainer's default rule: unstable if the 10-minute mean reaches 90 % within 30 minutes;
+    /// no CV rule, no labels file.
+    fn default() -> Self {
+        Self {
+            horizon_s: 1800.0,
+            mean_window_s: 600.0,
+            util_threshold: 0.9,
+            cv_quantile: None,
+            cv_threshold: None,
+            labels_file: None,
+        }
+    }
+}
+
 /// One training input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceFile {
@@ -416,6 +431,43 @@ pub struct ModelFile {
 }
 
 impl ModelFile {
+    /// A logistic model over `schema` whose score depends on one feature alone:
+    /// `sigmoid(weight * (x - centre) + intercept)`, with the default label and threshold 0.5.
+    /// For examples, tests and benchmarks that need a model with a known behaviour.
+    ///
+    /// # Errors
+    /// [`ModelError::Invalid`] when `feature` is not in the schema.
+    pub fn one_feature_logistic(
+        schema: FeatureSchema,
+        feature: &str,
+        weight: f64,
+        centre: f64,
+        intercept: f64,
+    ) -> Result<Self, ModelError> {
+        let n = schema.len();
+        let i = schema
+            .names
+            .iter()
+            .position(|s| s == feature)
+            .ok_or_else(|| ModelError::Invalid(format!("no feature {feature:?} in the schema")))?;
+        let mut weights = vec![0.0; n];
+        weights[i] = weight;
+        Ok(Self {
+            format_version: FORMAT_VERSION,
+            feature_schema: schema,
+            label: LabelDefinition::default(),
+            algorithm: Algorithm::Logistic {
+                mean: vec![centre; n],
+                scale: vec![1.0; n],
+                weights,
+                intercept,
+            },
+            threshold: 0.5,
+            provenance: Provenance::default(),
+            metrics: BTreeMap::new(),
+        })
+    }
+
     /// Reads and checks a model file.
     ///
     /// # Errors
@@ -540,31 +592,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn logistic_model() -> ModelFile {
-        let schema = FeatureSchema::cpu_default();
-        let n = schema.len();
-        let mut weights = vec![0.0; n];
-        weights[1] = 2.0; // cpu_last
-        ModelFile {
-            format_version: FORMAT_VERSION,
-            feature_schema: schema,
-            label: LabelDefinition {
-                horizon_s: 1800.0,
-                mean_window_s: 600.0,
-                util_threshold: 0.9,
-                cv_quantile: None,
-                cv_threshold: None,
-                labels_file: None,
-            },
-            algorithm: Algorithm::Logistic {
-                mean: vec![0.5; n],
-                scale: vec![0.25; n],
-                weights,
-                intercept: -1.0,
-            },
-            threshold: 0.5,
-            provenance: Provenance::default(),
-            metrics: BTreeMap::new(),
-        }
+        // 2 (cpu_last - 0.5) / 0.25 - 1, as a weight of 8 on (cpu_last - 0.5).
+        ModelFile::one_feature_logistic(FeatureSchema::cpu_default(), "cpu_last", 8.0, 0.5, -1.0)
+            .unwrap()
     }
 
     #[test]

@@ -200,40 +200,11 @@ impl Ranker for FixedScores {
 pub(crate) mod tests {
     use super::*;
     use keel_core::features::FeatureSchema;
-    use keel_core::model::{Algorithm, LabelDefinition, Provenance, FORMAT_VERSION};
 
     /// A logistic model whose score rises with the last CPU value (unstable above ~0.75).
     pub(crate) fn last_value_model() -> ModelFile {
-        let schema = FeatureSchema::cpu_default();
-        let n = schema.len();
-        let idx = schema
-            .names
-            .iter()
-            .position(|s| s == "cpu_last")
-            .expect("cpu_last feature");
-        let mut weights = vec![0.0; n];
-        weights[idx] = 8.0;
-        ModelFile {
-            format_version: FORMAT_VERSION,
-            feature_schema: schema,
-            label: LabelDefinition {
-                horizon_s: 1800.0,
-                mean_window_s: 600.0,
-                util_threshold: 0.9,
-                cv_quantile: None,
-                cv_threshold: None,
-                labels_file: None,
-            },
-            algorithm: Algorithm::Logistic {
-                mean: vec![0.75; n],
-                scale: vec![1.0; n],
-                weights,
-                intercept: 0.0,
-            },
-            threshold: 0.5,
-            provenance: Provenance::default(),
-            metrics: Default::default(),
-        }
+        ModelFile::one_feature_logistic(FeatureSchema::cpu_default(), "cpu_last", 8.0, 0.75, 0.0)
+            .expect("cpu_last feature")
     }
 
     fn cand(id: &str, free: f64, last: f64) -> Candidate {
