@@ -2,7 +2,8 @@
 //! `cloudsim-planetlab` is CloudSim's scenario before any comparison is believed.
 //!
 //! CloudSim's figures (../shared/design/reference-results.md): DVFS (no migration) 802.75 kWh;
-//! THR-MMT-0.8 192.62 kWh and 26,711 migrations, SLATAH 4.91 %, PDM 0.06 %.
+//! THR-MMT-0.8 192.62 kWh and 26,711 migrations, SLATAH 4.91 %, PDM 0.06 %; LR-MC-1.2 151.07 kWh
+//! and 23,380 migrations, SLATAH 7.01 %.
 
 use std::path::PathBuf;
 
@@ -54,4 +55,22 @@ fn thr_mmt_08_is_within_10_percent_of_cloudsim() {
     // The SLA figures are not part of the calibration target, but must be of the same order.
     assert!(within(r.slatah, 0.0491, 0.25), "SLATAH {:.4}", r.slatah);
     assert!(within(r.pdm, 0.0006, 0.5), "PDM {:.5}", r.pdm);
+}
+
+#[test]
+fn lr_mc_12_is_within_5_percent_of_cloudsim() {
+    // Maximum-correlation selection (an R² regression per VM per choice) on top of the LR detector.
+    let mut p = Heuristic::parse("lr-mc-1.2").expect("known policy");
+    let r = run(&mut p);
+    assert!(
+        within(r.energy_kwh, 151.07, 0.05),
+        "LR-MC-1.2 energy {:.2} kWh vs 151.07",
+        r.energy_kwh
+    );
+    assert!(
+        within(r.migrations as f64, 23_380.0, 0.05),
+        "LR-MC-1.2 migrations {} vs 23,380",
+        r.migrations
+    );
+    assert!(within(r.slatah, 0.0701, 0.25), "SLATAH {:.4}", r.slatah);
 }

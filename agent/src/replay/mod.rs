@@ -24,12 +24,13 @@ use crate::sim::keel::{KeelPolicy, Transport, Variant};
 use crate::sim::{Engine, Policy, PolicyResult, Scenario, Workload};
 
 /// The baselines run by default.
-pub const BASELINES: [&str; 5] = [
+pub const BASELINES: [&str; 6] = [
     "no-migration",
     "thr-mmt-0.8",
     "iqr-mmt-1.5",
     "mad-mmt-2.5",
     "lr-mmt-1.2",
+    "lr-mc-1.2",
 ];
 
 /// Arguments of `keel-agent replay`.
@@ -45,7 +46,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Policies to run, comma-separated. Baselines: no-migration, thr-mmt-0.8, iqr-mmt-1.5,
-    /// mad-mmt-2.5, lr-mmt-1.2 (any parameter). Keel: keel-power-saving, keel-agility,
+    /// mad-mmt-2.5, lr-mmt-1.2, lr-mc-1.2 (any parameter). Keel: keel-power-saving, keel-agility,
     /// keel-auction, keel-peer-group, each also with `+model`. Default: all baselines and all
     /// Keel variants (with and without the model when one is given).
     #[arg(long, value_delimiter = ',')]
@@ -194,7 +195,7 @@ pub fn make_policy(
         )?));
     }
     bail!(
-        "unknown policy {name:?}: use no-migration, thr|iqr|mad|lr-mmt-<param>, or keel-<variant>[+model]"
+        "unknown policy {name:?}: use no-migration, thr|iqr|mad|lr-mmt|mc-<param>, or keel-<variant>[+model]"
     )
 }
 

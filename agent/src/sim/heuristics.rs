@@ -10,6 +10,11 @@
 //!   underloaded host is placed elsewhere (all or none). The detectors use the host's utilisation
 //!   history (the sum of its VMs' last 30 interval samples) and fall back to a 0.7 static
 //!   threshold while the history is short.
+//! - `lr-mc-1.2` and the like (`PowerVmSelectionPolicyMaximumCorrelation`): as above, but the VM
+//!   taken off an overloaded host is the one whose utilisation history is best explained by the
+//!   others' (the highest R² of an ordinary least-squares regression with intercept on the other
+//!   VMs' histories); when there are fewer history samples than VMs, or the regression is
+//!   singular, CloudSim falls back to minimum migration time for that choice.
 //!
 //! CloudSim's quirks that move the figures are kept on purpose and marked `CloudSim:` below.
 
@@ -213,28 +218,135 @@ pub fn pabfd(
     best
 }
 
-/// A centralised migration heuristic with minimum-migration-time VM selection.
+/// Which VM an overloaded host gives up first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Minimum migration time: the least RAM.
+    Mmt,
+    /// Maximum correlation with the host's other VMs.
+    Mc,
+}
+
+/// The migratable VM with the least RAM, first in list order.
+fn pick_mmt(e: &Engine<'_>, h: usize) -> Option<usize> {
+    e.hosts[h]
+        .vm_list
+        .iter()
+        .map(|&v| v as usize)
+        .filter(|&v| !e.vms[v].in_migration)
+        .fold(None::<(usize, f64)>, |best, v| match best {
+            Some((_, r)) if e.vms[v].ram >= r => best,
+            _ => Some((v, e.vms[v].ram)),
+        })
+        .map(|(v, _)| v)
+}
+
+/// CloudSim's maximum-correlation choice, falling back to [`pick_mmt`] where CloudSim does.
+fn pick_mc(e: &Engine<'_>, h: usize) -> Option<usize> {
+    let vms: Vec<usize> = e.hosts[h]
+        .vm_list
+        .iter()
+        .map(|&v| v as usize)
+        .filter(|&v| !e.vms[v].in_migration)
+        .collect();
+    let n = vms.len();
+    let m = vms.iter().map(|&v| e.vms[v].history.len()).min()?;
+    // CloudSim: one VM gives an empty predictor matrix, and n - 1 predictors need n samples;
+    // both raise, and the fallback policy chooses.
+    if n < 2 || n > m {
+        return pick_mmt(e, h);
+    }
+    let data: Vec<Vec<f64>> = vms
+        .iter()
+        .map(|&v| e.vms[v].history.iter().take(m).copied().collect())
+        .collect();
+    let mut best = (0, f64::MIN_POSITIVE);
+    for i in 0..n {
+        let others: Vec<&[f64]> = (0..n)
+            .filter(|&j| j != i)
+            .map(|j| data[j].as_slice())
+            .collect();
+        let Some(r2) = r_squared(&data[i], &others) else {
+            return pick_mmt(e, h);
+        };
+        // CloudSim starts from Double.MIN_VALUE: R² ≤ 0 or NaN never wins, and VM 0 is the default.
+        if r2 > best.1 {
+            best = (i, r2);
+        }
+    }
+    Some(vms[best.0])
+}
+
+/// R² of the least-squares regression of `y` on an intercept and the columns `xs` (all of `y`'s
+/// length), by Householder QR as Commons Math's `OLSMultipleLinearRegression`; `None` when the
+/// design is singular (a zero pivot, Commons Math's default threshold). Not a positive number
+/// when `y` is constant.
+fn r_squared(y: &[f64], xs: &[&[f64]]) -> Option<f64> {
+    let m = y.len();
+    let p = xs.len() + 1;
+    // Column-major design matrix [1 | xs] and the right-hand side, reduced in place.
+    let mut a: Vec<Vec<f64>> = std::iter::once(vec![1.0; m])
+        .chain(xs.iter().map(|c| c.to_vec()))
+        .collect();
+    let mut b = y.to_vec();
+    for k in 0..p {
+        let norm = a[k][k..].iter().map(|x| x * x).sum::<f64>().sqrt();
+        let alpha = if a[k][k] > 0.0 { -norm } else { norm };
+        if alpha == 0.0 {
+            return None;
+        }
+        // v = a_k[k..] - alpha e_1; H = I - 2 v vᵀ / vᵀv.
+        let mut v: Vec<f64> = a[k][k..].to_vec();
+        v[0] -= alpha;
+        let vv: f64 = v.iter().map(|x| x * x).sum();
+        if vv == 0.0 {
+            continue;
+        }
+        let reflect = |col: &mut [f64]| {
+            let d: f64 = v.iter().zip(col.iter()).map(|(a, b)| a * b).sum();
+            let f = 2.0 * d / vv;
+            for (c, vi) in col.iter_mut().zip(&v) {
+                *c -= f * vi;
+            }
+        };
+        for col in a.iter_mut().skip(k) {
+            reflect(&mut col[k..]);
+        }
+        reflect(&mut b[k..]);
+    }
+    // The residual sum of squares is what QR leaves below the first p rows.
+    let ssr: f64 = b[p.min(m)..].iter().map(|x| x * x).sum();
+    let mean = y.iter().sum::<f64>() / m as f64;
+    let sst: f64 = y.iter().map(|x| (x - mean) * (x - mean)).sum();
+    Some(1.0 - ssr / sst)
+}
+
+/// A centralised migration heuristic: an overload detector and a VM selection policy.
 #[derive(Debug)]
 pub struct Heuristic {
     det: Detector,
+    sel: Selection,
     name: String,
 }
 
 impl Heuristic {
     /// `thr-mmt-0.8` and the like.
-    pub fn new(det: Detector, name: String) -> Self {
-        Self { det, name }
+    pub fn new(det: Detector, sel: Selection, name: String) -> Self {
+        Self { det, sel, name }
     }
 
-    /// Parses a baseline name: `thr-mmt-0.8`, `iqr-mmt-1.5`, `mad-mmt-2.5`, `lr-mmt-1.2`.
+    /// Parses a baseline name: `thr-mmt-0.8`, `iqr-mmt-1.5`, `mad-mmt-2.5`, `lr-mmt-1.2`,
+    /// `lr-mc-1.2` (any detector with `mmt` or `mc`).
     pub fn parse(name: &str) -> Option<Self> {
         let mut it = name.splitn(3, '-');
         let kind = it.next()?;
-        if it.next()? != "mmt" {
-            return None;
-        }
+        let sel = match it.next()? {
+            "mmt" => Selection::Mmt,
+            "mc" => Selection::Mc,
+            _ => return None,
+        };
         let p: f64 = it.next()?.parse().ok()?;
-        Some(Self::new(Detector::parse(kind, p)?, name.to_string()))
+        Some(Self::new(Detector::parse(kind, p)?, sel, name.to_string()))
     }
 
     fn place_all(
@@ -288,17 +400,11 @@ impl Policy for Heuristic {
         let mut to_migrate = Vec::new();
         for &h in &over {
             loop {
-                // Minimum migration time: the least RAM, first in list order.
-                let pick = e.hosts[h]
-                    .vm_list
-                    .iter()
-                    .map(|&v| v as usize)
-                    .filter(|&v| !e.vms[v].in_migration)
-                    .fold(None::<(usize, f64)>, |best, v| match best {
-                        Some((_, r)) if e.vms[v].ram >= r => best,
-                        _ => Some((v, e.vms[v].ram)),
-                    });
-                let Some((v, _)) = pick else { break };
+                let pick = match self.sel {
+                    Selection::Mmt => pick_mmt(e, h),
+                    Selection::Mc => pick_mc(e, h),
+                };
+                let Some(v) = pick else { break };
                 to_migrate.push(v);
                 e.plan_destroy(h, v);
                 if !self.det.overloaded(e, h) {
@@ -370,10 +476,37 @@ mod tests {
     }
 
     #[test]
+    fn r_squared_matches_known_regressions() {
+        // y = 2 x1 - x2 + 3 exactly: R² = 1.
+        let x1 = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let x2 = [0.5, 0.1, 0.9, 0.3, 0.7, 0.2];
+        let y: Vec<f64> = x1.iter().zip(&x2).map(|(a, b)| 2.0 * a - b + 3.0).collect();
+        let r2 = r_squared(&y, &[&x1, &x2]).unwrap();
+        assert!((r2 - 1.0).abs() < 1e-12, "{r2}");
+        // Simple regression: R² is the squared Pearson correlation.
+        let y = [1.0, 3.0, 2.0, 5.0, 4.0, 6.0];
+        let (mx, my) = (3.5, 3.5);
+        let sxy: f64 = x1.iter().zip(&y).map(|(a, b)| (a - mx) * (b - my)).sum();
+        let sxx: f64 = x1.iter().map(|a| (a - mx) * (a - mx)).sum();
+        let syy: f64 = y.iter().map(|b| (b - my) * (b - my)).sum();
+        let r2 = r_squared(&y, &[&x1]).unwrap();
+        assert!((r2 - sxy * sxy / (sxx * syy)).abs() < 1e-12, "{r2}");
+        // A zero column is singular (CloudSim then falls back to MMT); a constant y has no
+        // variance to explain and never wins (NaN or -inf, as 1 - SSR/0 in Commons Math).
+        assert!(r_squared(&y, &[&[0.0; 6]]).is_none());
+        let r2 = r_squared(&[2.0; 6], &[&x1]).unwrap();
+        assert!(r2.is_nan() || r2 == f64::NEG_INFINITY, "{r2}");
+    }
+
+    #[test]
     fn names_parse() {
         assert!(Heuristic::parse("thr-mmt-0.8").is_some());
         assert!(Heuristic::parse("lr-mmt-1.2").is_some());
-        assert!(Heuristic::parse("lr-mc-1.2").is_none());
+        assert_eq!(
+            Heuristic::parse("lr-mc-1.2").map(|h| h.sel),
+            Some(Selection::Mc)
+        );
+        assert!(Heuristic::parse("lr-xx-1.2").is_none());
         assert!(Heuristic::parse("bogus").is_none());
     }
 }
