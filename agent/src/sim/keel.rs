@@ -19,7 +19,7 @@
 //! The agreed migrations are then started by the engine, with CloudSim's cost model.
 
 use std::cell::RefCell;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -246,6 +246,9 @@ struct Round<'e> {
     mem_cap: Vec<f64>,
     vms: Vec<Vec<u32>>,
     roles: Vec<u8>,
+    /// Hosts by role code, switched off (0) or running (1): discovery looks only at hosts in the
+    /// role it asks for, and while packing at running ones first.
+    by_role: Vec<[BTreeSet<usize>; 2]>,
     incoming: Vec<bool>,
     draining: Vec<bool>,
     moved: HashSet<u32>,
@@ -280,7 +283,7 @@ impl<'e> Round<'e> {
                     .collect()
             })
             .collect();
-        let cpu = vms
+        let cpu: Vec<f64> = vms
             .iter()
             .map(|l| l.iter().map(|&v| e.vms[v as usize].req).sum())
             .collect();
@@ -310,17 +313,28 @@ impl<'e> Round<'e> {
             variant,
             t,
             pending: vec![0.0; n],
-            cpu,
             mem,
             mem_cap: e.hosts.iter().map(|h| h.mem_mib).collect(),
             vms,
             roles: vec![ROLE_IDLE; n],
+            by_role: (0..=ROLE_BUSY)
+                .map(|r| {
+                    let mut sets = [BTreeSet::new(), BTreeSet::new()];
+                    if r == ROLE_IDLE {
+                        for (h, &c) in cpu.iter().enumerate() {
+                            sets[usize::from(c > 0.0)].insert(h);
+                        }
+                    }
+                    sets
+                })
+                .collect(),
             incoming: vec![false; n],
             draining: vec![false; n],
             moved: HashSet::new(),
             tried: HashMap::new(),
             exhausted: HashSet::new(),
             moves: Vec::new(),
+            cpu,
             unstable,
             vetoes: 0,
             discovery_open: false,
@@ -332,6 +346,28 @@ impl<'e> Round<'e> {
 
     fn util(&self, h: usize) -> f64 {
         self.cpu[h] / self.e.hosts[h].total_mips
+    }
+
+    fn set_role(&mut self, h: usize, role: u8) {
+        let old = self.roles[h];
+        if old != role {
+            let on = usize::from(self.cpu[h] > 0.0);
+            self.by_role[usize::from(old)][on].remove(&h);
+            self.by_role[usize::from(role)][on].insert(h);
+            self.roles[h] = role;
+        }
+    }
+
+    /// Adds `delta` to host `h`'s planned CPU, keeping the running/switched-off index.
+    fn add_cpu(&mut self, h: usize, delta: f64) {
+        let was = self.cpu[h] > 0.0;
+        self.cpu[h] += delta;
+        let now = self.cpu[h] > 0.0;
+        if was != now {
+            let r = usize::from(self.roles[h]);
+            self.by_role[r][usize::from(was)].remove(&h);
+            self.by_role[r][usize::from(now)].insert(h);
+        }
     }
 
     fn mem_util(&self, h: usize) -> f64 {
@@ -396,7 +432,7 @@ impl<'e> Round<'e> {
 
     fn reserve(&mut self, h: usize, need: &Value) {
         if let Some((cpu, mem, _, _)) = parse_need(need) {
-            self.cpu[h] += cpu;
+            self.add_cpu(h, cpu);
             self.mem[h] += mem;
             self.incoming[h] = true;
         }
@@ -421,7 +457,6 @@ impl<'e> Round<'e> {
         }
     }
 
-    /// Candidate receivers for `need` from host `from`, best first.
     /// The `k` best candidate receivers for `need` from host `from`, best first.
     fn ranked(
         &mut self,
@@ -440,25 +475,28 @@ impl<'e> Round<'e> {
             return Vec::new();
         };
         // While packing, switched-off hosts rank after every running one: look at running hosts
-        // first and at the others only if too few stable running hosts can take the VM.
-        let scan = |r: &Self, running_only: bool| -> Vec<usize> {
-            (0..r.e.hosts.len())
-                .filter(|&h| {
-                    h != from
-                        && r.roles[h] == role
-                        && (!running_only || r.cpu[h] > 0.0)
-                        && r.fits_pending(h, parsed, thr)
-                        && !tried.contains(&(h as u32))
-                })
-                .collect()
+        // first and at the others only if too few stable running hosts can take the VM. Switched-off
+        // hosts all carry no load, so they rank by (unstable, id): the first `k` stable ones in id
+        // order (and the unstable ones before them) are all that can make the top `k`.
+        let ok = |r: &Self, h: usize| {
+            h != from && r.fits_pending(h, parsed, thr) && !tried.contains(&(h as u32))
         };
-        let mut hosts: Vec<usize> = if rank == Rank::Pack {
-            scan(self, true)
-        } else {
-            Vec::new()
-        };
-        if rank != Rank::Pack || hosts.iter().filter(|&&h| !self.unstable[h]).count() < k {
-            hosts = scan(self, false);
+        let [off, on] = &self.by_role[usize::from(role)];
+        let mut hosts: Vec<usize> = on.iter().copied().filter(|&h| ok(self, h)).collect();
+        let stable = |hs: &[usize]| hs.iter().filter(|&&h| !self.unstable[h]).count();
+        if rank != Rank::Pack {
+            hosts.extend(off.iter().copied().filter(|&h| ok(self, h)));
+        } else if stable(&hosts) < k {
+            let mut found = 0;
+            for h in off.iter().copied() {
+                if found >= k {
+                    break;
+                }
+                if ok(self, h) {
+                    hosts.push(h);
+                    found += usize::from(!self.unstable[h]);
+                }
+            }
         }
         // (unstable, switched off while packing, load order, id): smaller is better.
         let mut c: Vec<(bool, bool, f64, usize)> = hosts
@@ -682,7 +720,7 @@ impl Knowledge for HostKnowledge<'_, '_> {
                     return Ok(None);
                 }
                 let cpu = r.e.vms[v].req;
-                r.cpu[h] -= cpu;
+                r.add_cpu(h, -cpu);
                 r.mem[h] -= mem_of(r.e, v);
                 r.vms[h].retain(|&x| x as usize != v);
                 r.vms[to].push(v as u32);
@@ -816,7 +854,7 @@ fn step_peer(
     peers[h]
         .step(&mut k, &mut d, out)
         .map_err(|e| anyhow::anyhow!("agent of host {h}: {e}"))?;
-    rc.borrow_mut().roles[h] = role_name(&peers[h]);
+    rc.borrow_mut().set_role(h, role_name(&peers[h]));
     Ok(())
 }
 
