@@ -534,30 +534,10 @@ fn push_rows(
 mod tests {
     use super::*;
 
-    /// A stand-in for `keel-collector-libvirt` speaking the protocol: domains `u-ok` and
-    /// `u-hang`; it never answers a read of the UUID given as `--uri` (a hung libvirt call).
-    /// CPU time is the wall clock, so rates are 1 core (0.5 of 2 vCPUs) across restarts.
-    const FAKE: &str = r#"#!/bin/bash
-hang="$2"
-while IFS= read -r line; do
-  [[ $line =~ \"id\":([0-9]+) ]] && id=${BASH_REMATCH[1]}
-  if [[ $line == *'"op":"list"'* ]]; then
-    echo "{\"id\":$id,\"result\":{\"domains\":[{\"uuid\":\"u-ok\",\"name\":\"ok\"},{\"uuid\":\"u-hang\",\"name\":\"hang\"}]}}"
-  elif [[ $line =~ \"uuid\":\"([^\"]+)\" ]]; then
-    u=${BASH_REMATCH[1]}
-    [[ $u == "$hang" ]] && continue
-    ns=$(( ${EPOCHREALTIME/./} * 1000 ))
-    echo "{\"id\":$id,\"result\":{\"reading\":{\"uuid\":\"$u\",\"name\":\"$u\",\"cpu_time_ns\":$ns,\"vcpus\":2,\"memory_kib\":1024,\"max_mem_kib\":2048}}}"
-  fi
-done
-"#;
-
-    fn fake_helper(dir: &Path) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt as _;
-        let p = dir.join("fake-libvirt-helper");
-        std::fs::write(&p, FAKE).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p
+    /// `tests/fixtures/libvirt/fake-helper.sh`: a stand-in for `keel-collector-libvirt` that
+    /// never answers a read of the UUID given as its URI (a hung libvirt call).
+    fn fake_helper() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/libvirt/fake-helper.sh")
     }
 
     fn source(helper: PathBuf, uri: &str, timeout_ms: u64) -> LibvirtSource {
@@ -577,8 +557,7 @@ done
 
     #[tokio::test]
     async fn a_hung_call_times_out_is_counted_and_the_others_keep_their_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = source(fake_helper(dir.path()), "u-hang", 300);
+        let mut s = source(fake_helper(), "u-hang", 300);
         let mut per_round = Vec::new();
         for _ in 0..5 {
             let mut r = Round::default();
