@@ -164,6 +164,9 @@ pub struct FileLibvirt {
     pub uri: Option<String>,
     /// Timeout of each per-domain call, e.g. `"2s"`.
     pub call_timeout: Option<String>,
+    /// The `keel-collector-libvirt` helper (default: beside the collector's executable, else
+    /// on `PATH`).
+    pub helper: Option<PathBuf>,
 }
 
 /// `[cgroup]`.
@@ -253,6 +256,8 @@ pub struct LibvirtSettings {
     pub uri: String,
     /// Per-domain call timeout.
     pub call_timeout: Duration,
+    /// The helper process that makes the libvirt calls.
+    pub helper: PathBuf,
 }
 
 /// Everything the program needs, resolved and checked.
@@ -432,6 +437,10 @@ impl Settings {
                 uri,
                 call_timeout: dur("libvirt.call_timeout", fl.call_timeout.as_ref())?
                     .unwrap_or(DEFAULT_LIBVIRT_TIMEOUT),
+                helper: fl
+                    .helper
+                    .clone()
+                    .unwrap_or_else(crate::sources::libvirt::default_helper),
             })
         })
         .transpose()?;

@@ -27,12 +27,16 @@ pub struct Stats {
     pub dropped_spool: AtomicU64,
     /// Lines the database rejected (400/422/other 4xx; retrying would not help).
     pub dropped_rejected: AtomicU64,
-    /// Source read failures (a file or a libvirt call).
+    /// Source read failures (a file or a libvirt call; timeouts included).
     pub source_errors: AtomicU64,
+    /// libvirt calls that missed their deadline (each one also ended the helper process).
+    pub source_timeouts: AtomicU64,
+    /// Starts of the libvirt helper process after the first (it died, hung, or was killed).
+    pub helper_restarts: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`], as `(name, value)` pairs in a fixed order.
-pub type Snapshot = [(&'static str, u64); 10];
+pub type Snapshot = [(&'static str, u64); 12];
 
 impl Stats {
     /// Copies the counters.
@@ -54,6 +58,8 @@ impl Stats {
             ("dropped_spool", self.dropped_spool.load(Relaxed)),
             ("dropped_rejected", self.dropped_rejected.load(Relaxed)),
             ("source_errors", self.source_errors.load(Relaxed)),
+            ("source_timeouts", self.source_timeouts.load(Relaxed)),
+            ("helper_restarts", self.helper_restarts.load(Relaxed)),
         ]
     }
 
@@ -71,6 +77,8 @@ impl Stats {
             dropped_spool = s[7].1,
             dropped_rejected = s[8].1,
             source_errors = s[9].1,
+            source_timeouts = s[10].1,
+            helper_restarts = s[11].1,
             "Collector counters ({why})."
         );
     }

@@ -7,7 +7,8 @@
 //!
 //! Layout:
 //! - [`config`]: file < env < flags, resolved into [`config::Settings`]; the `Secret` newtype.
-//! - [`sources`]: `host` (procfs), `cgroup` (VM discovery), `libvirt` (feature `libvirt`).
+//! - [`sources`]: `host` (procfs), `cgroup` (VM discovery), `libvirt` (through the
+//!   `keel-collector-libvirt` helper process, which alone links libvirt).
 //! - [`rate`]: counters to rates (monotonic clamps, resets).
 //! - [`buffer`]: the bounded in-memory queue with counted drops.
 //! - [`sinks`]: `parquet` and `influx` (`config`, `encode`, `service`, `spool`).

@@ -26,6 +26,7 @@ use crate::sinks::influx::InfluxSink;
 use crate::sinks::parquet::ParquetSink;
 use crate::sources::cgroup::CgroupSource;
 use crate::sources::host::{HostConfig, HostSource};
+use crate::sources::libvirt::LibvirtSource;
 use crate::sources::Round;
 
 /// Measurement of the self-metrics.
@@ -50,8 +51,18 @@ pub fn until_next_boundary(now_ms: i64, interval: Duration) -> Duration {
 struct Sources {
     host: HostSource,
     cgroup: Option<CgroupSource>,
-    #[cfg(feature = "libvirt")]
-    libvirt: Option<crate::sources::libvirt::LibvirtSource>,
+    libvirt: Option<LibvirtSource>,
+}
+
+/// What went wrong in one poll of every source.
+#[derive(Debug, Default)]
+struct PollErrors {
+    /// Failed reads (timeouts included).
+    errors: u64,
+    /// libvirt calls that missed their deadline.
+    timeouts: u64,
+    /// libvirt helper starts, in total.
+    helper_spawns: u64,
 }
 
 impl Sources {
@@ -67,30 +78,30 @@ impl Sources {
                 .cgroup_root
                 .clone()
                 .map(|r| CgroupSource::new(r, s.proc_root.clone())),
-            #[cfg(feature = "libvirt")]
             libvirt: s
                 .libvirt
                 .clone()
-                .map(crate::sources::libvirt::LibvirtSource::new),
+                .map(|l| LibvirtSource::new(l, s.proc_root.clone())),
         })
     }
 
-    /// Polls every source; returns the number of failed reads.
-    fn poll(&mut self, round: &mut Round, dt_s: f64, host_id: &str) -> u64 {
+    /// Polls every source.
+    async fn poll(&mut self, round: &mut Round, dt_s: f64, host_id: &str) -> PollErrors {
         self.host.poll(round, dt_s);
-        let errors = self.host.take_errors();
+        let mut out = PollErrors {
+            errors: self.host.take_errors(),
+            ..PollErrors::default()
+        };
         if let Some(c) = &mut self.cgroup {
             c.poll(round, dt_s, host_id);
         }
-        #[cfg(feature = "libvirt")]
-        let errors = match &mut self.libvirt {
-            Some(l) => {
-                l.poll(round, dt_s, host_id);
-                errors + l.take_errors()
-            }
-            None => errors,
-        };
-        errors
+        if let Some(l) = &mut self.libvirt {
+            l.poll(round, host_id).await;
+            out.errors += l.take_errors();
+            out.timeouts = l.take_timeouts();
+            out.helper_spawns = l.spawns();
+        }
+        out
     }
 }
 
@@ -100,9 +111,6 @@ impl Sources {
 /// Sinks that cannot start (an uncreatable directory, a bad InfluxDB URL).
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Arc<Stats>> {
     tracing::debug!(?settings, "Resolved settings.");
-    if settings.libvirt.is_some() && cfg!(not(feature = "libvirt")) {
-        tracing::warn!("This build has no libvirt support; the libvirt source is off.");
-    }
     let stats = Arc::new(Stats::default());
     let mut parquet = settings
         .parquet
@@ -129,7 +137,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Arc<
 
     // Prime the counters so that the first real round already has rates.
     let mut prime = Round::default();
-    _ = sources.poll(&mut prime, 0.0, &host_id);
+    let primed = sources.poll(&mut prime, 0.0, &host_id).await;
+    stats.source_errors.fetch_add(primed.errors, Relaxed);
+    stats.source_timeouts.fetch_add(primed.timeouts, Relaxed);
     let mut last_poll = Instant::now();
     let mut last_stats_log = Instant::now();
 
@@ -154,8 +164,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Arc<
             ts_ms: wall_ms(),
             ..Round::default()
         };
-        let errors = sources.poll(&mut round, dt_s, &host_id);
-        stats.source_errors.fetch_add(errors, Relaxed);
+        let polled = sources.poll(&mut round, dt_s, &host_id).await;
+        stats.source_errors.fetch_add(polled.errors, Relaxed);
+        stats.source_timeouts.fetch_add(polled.timeouts, Relaxed);
+        stats
+            .helper_restarts
+            .store(polled.helper_spawns.saturating_sub(1), Relaxed);
         stats.rounds.fetch_add(1, Relaxed);
         stats
             .samples_taken

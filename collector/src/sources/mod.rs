@@ -8,11 +8,12 @@
 //! - [`host`]: the host itself, from procfs (`/proc/stat`, `meminfo`, `loadavg`, `net/dev`,
 //!   `diskstats`, `pressure/*`).
 //! - [`cgroup`]: VMs discovered from the cgroup tree (v1 and v2 layouts), where libvirt is absent.
-//! - `libvirt` (feature `libvirt`): VMs from libvirt, identified by UUID.
+//! - [`libvirt`]: VMs from libvirt, identified by UUID, through the `keel-collector-libvirt`
+//!   helper process (the collector itself does not link libvirt; feature `libvirt` builds the
+//!   helper).
 
 pub mod cgroup;
 pub mod host;
-#[cfg(feature = "libvirt")]
 pub mod libvirt;
 
 use keel_core::schema::Sample;

@@ -530,6 +530,60 @@ async fn server_errors_spool_then_replay_in_order_when_it_recovers() {
 }
 
 #[tokio::test]
+async fn retry_after_from_429_and_503_holds_the_next_write_back() {
+    for status in [429, 503] {
+        // The first answer asks for 2 s (longer than the sink's own first back-off of 1 s).
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&calls);
+        let server = FakeInflux::start(move |_| {
+            if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                let mut r = Response::status(status);
+                r.headers.push(("Retry-After".into(), "2".into()));
+                r
+            } else {
+                Response::status(204)
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(Stats::default());
+        let mut sink = InfluxSink::new(
+            settings(&server.url(), dir.path(), false),
+            Arc::clone(&stats),
+        )
+        .unwrap();
+        let t0 = tokio::time::Instant::now();
+        push_and_step(&mut sink, 3).await;
+        assert_eq!(sink.spool().len(), 1, "{status}: kept");
+        let wait = sink.retry_at().expect("backing off") - t0;
+        assert!(
+            (Duration::from_millis(1900)..Duration::from_millis(2500)).contains(&wait),
+            "{status}: waits {wait:?}, not the 1 s back-off"
+        );
+        // Past our own 1 s back-off, the server's 2 s still hold the spool back.
+        let q = keel_collector::buffer::SharedQueue::new(10);
+        while t0.elapsed() < Duration::from_millis(1500) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            sink.step(&q, true).await;
+        }
+        assert_eq!(
+            server.requests().len(),
+            1,
+            "{status}: no request before Retry-After"
+        );
+        while !sink.spool().is_empty() && t0.elapsed() < Duration::from_secs(6) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            sink.step(&q, true).await;
+        }
+        assert!(sink.spool().is_empty(), "{status}: replayed after the wait");
+        assert!(t0.elapsed() >= Duration::from_secs(2));
+        let reqs = server.requests();
+        assert_eq!(reqs.len(), 2, "{status}");
+        assert_eq!(reqs[1].lines(), lines(3), "{status}: the kept batch, once");
+        assert_eq!(stats.influx_lines_sent.load(Ordering::Relaxed), 3);
+    }
+}
+
+#[tokio::test]
 async fn gzip_bodies_carry_the_gzip_header() {
     let server = FakeInflux::start(|_| Response::status(204));
     let dir = tempfile::tempdir().unwrap();
@@ -571,7 +625,10 @@ async fn flux_read_path_parses_annotated_csv() {
     ))
     .unwrap();
     let n = svc
-        .query_count("from(bucket: \"b\") |> range(start: -1h)")
+        .query_count(
+            "from(bucket: \"b\") |> range(start: -1h)",
+            Duration::from_secs(5),
+        )
         .await
         .unwrap();
     assert_eq!(n, 3);

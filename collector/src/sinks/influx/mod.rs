@@ -47,6 +47,8 @@ struct SplitResult {
     /// Lines not yet delivered because a part hit a retryable failure (in order).
     keep: Vec<String>,
     retry_reason: Option<String>,
+    /// The server's `Retry-After` with the retryable failure, if it sent one.
+    retry_after: Option<Duration>,
 }
 
 impl InfluxSink {
@@ -78,15 +80,24 @@ impl InfluxSink {
         self.retry_at.is_some_and(|t| Instant::now() < t)
     }
 
-    fn fail(&mut self, reason: &str) {
+    /// Backs off after a retryable failure: the longer of our exponential back-off and the
+    /// server's `Retry-After` (Telegraf does the same).
+    fn fail(&mut self, reason: &str, retry_after: Option<Duration>) {
+        let wait = retry_after.map_or(self.backoff, |a| a.max(self.backoff));
         tracing::warn!(
             reason,
-            retry_in_s = self.backoff.as_secs_f64(),
+            retry_in_s = wait.as_secs_f64(),
+            retry_after_s = retry_after.map(|a| a.as_secs_f64()),
             spooled_batches = self.spool.len(),
             "InfluxDB write failed; keeping the data and backing off."
         );
-        self.retry_at = Some(Instant::now() + self.backoff);
+        self.retry_at = Some(Instant::now() + wait);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// When the next request may be sent, if a back-off is in force.
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
     }
 
     fn succeed(&mut self) {
@@ -147,8 +158,9 @@ impl InfluxSink {
                     text: &text,
                 }
                 .emit(&self.stats),
-                Outcome::Retry { reason } => {
+                Outcome::Retry { reason, after } => {
                     out.retry_reason = Some(reason);
+                    out.retry_after = after;
                     out.keep.extend(batch);
                 }
             }
@@ -185,7 +197,7 @@ impl InfluxSink {
                             tracing::error!(error = %e, "Cannot rewrite a partly delivered spool file; it will be sent again whole.");
                         }
                     }
-                    self.fail(&reason);
+                    self.fail(&reason, res.retry_after);
                     return;
                 }
             }
@@ -206,7 +218,7 @@ impl InfluxSink {
             None => self.succeed(),
             Some(reason) => {
                 self.spool_push(&res.keep);
-                self.fail(&reason);
+                self.fail(&reason, res.retry_after);
             }
         }
     }
