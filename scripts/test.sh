@@ -13,10 +13,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step() { printf '\n== %s ==\n' "$*"; }
 
 # --- 1. System packages the tests need (Debian). -------------------------------------------------
-# pkg-config/libssl-dev: native TLS for the InfluxDB client; libvirt-dev: the collector's libvirt
-# source (tests use the test:///default driver, no daemon); victoria-metrics: the real time-series
+# pkg-config/libvirt-dev: the collector's libvirt helper (tests use the test:///default driver, no
+# daemon); victoria-metrics: the real time-series
 # server the collector's integration tests write to; zstd: unpacking the shared traces.
-APT_PACKAGES=(pkg-config libssl-dev libvirt-dev victoria-metrics zstd xz-utils)
+APT_PACKAGES=(pkg-config libvirt-dev victoria-metrics zstd xz-utils)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -159,6 +159,7 @@ async fn seed_interaction_model_drives_roles_and_target_choice() {
     let a = start(&fleet, lcc("a", vec![]), Arc::new(NoModel)).await;
     let mut ev = a.events();
     let b = start(&fleet, lcc("b", vec![a.addr]), Arc::new(NoModel)).await;
+    let mut bev = b.events();
     let c = start(&fleet, lcc("c", vec![a.addr]), Arc::new(NoModel)).await;
     let e = wait_event(&mut ev, Duration::from_secs(10), migrated_source)
         .await
@@ -168,11 +169,12 @@ async fn seed_interaction_model_drives_roles_and_target_choice() {
     };
     assert_eq!((r.vm.as_str(), r.peer.as_str()), ("a-2", "b"));
     assert_eq!(fleet.conflicts(), 0);
-    assert!(
-        wait_status(&b, Duration::from_secs(3), |s| s.role
-            == Some(Role::Underloaded))
-        .await
-    );
+    // b's model took the VM as the receiving side (it answers offers only in a receiving role).
+    let got = wait_event(&mut bev, Duration::from_secs(3), |e| {
+        matches!(e, NodeEvent::Finished(r) if r.side == Side::Target && r.outcome == Outcome::Migrated)
+    })
+    .await;
+    assert!(got.is_some(), "b did not record the VM it received");
     for h in [a, b, c] {
         h.shutdown().await;
     }

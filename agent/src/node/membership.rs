@@ -158,6 +158,8 @@ pub enum MembershipError {
 struct Records {
     by_id: HashMap<String, PeerInfo>,
     refused: u64,
+    /// Agents whose first record arrived (a change of the view).
+    first_seen: u64,
 }
 
 type Shared = Arc<Mutex<Records>>;
@@ -210,7 +212,10 @@ impl BroadcastHandler<SwimId> for RecordHandler {
         }
         match r.by_id.get(&p.id) {
             Some(old) if old.heartbeat >= p.heartbeat => Ok(None),
-            _ => {
+            old => {
+                if old.is_none() {
+                    r.first_seen += 1;
+                }
                 r.by_id.insert(p.id.clone(), p);
                 Ok(Some(key))
             }
@@ -334,6 +339,9 @@ pub struct Membership {
     outbox: Vec<(SocketAddr, Vec<u8>)>,
     seeds: Vec<SocketAddr>,
     counts: MembershipCounts,
+    /// When the view last changed (a member up, down or renamed, a first record), and the
+    /// first-record count then.
+    changed: (Instant, u64),
 }
 
 impl std::fmt::Debug for Membership {
@@ -390,6 +398,7 @@ impl Membership {
             active: HashMap::new(),
             outbox: Vec::new(),
             counts: MembershipCounts::default(),
+            changed: (Instant::now(), 0),
         }
     }
 
@@ -494,6 +503,14 @@ impl Membership {
     }
 
     fn on_notification(&mut self, n: OwnedNotification<SwimId>) {
+        if matches!(
+            n,
+            OwnedNotification::MemberUp(_)
+                | OwnedNotification::MemberDown(_)
+                | OwnedNotification::Rename(..)
+        ) {
+            self.changed.0 = Instant::now();
+        }
         match n {
             OwnedNotification::MemberUp(id) => {
                 info!(peer = %id.id, addr = %id.addr, "Member up.");
@@ -528,6 +545,17 @@ impl Membership {
         &self.me
     }
 
+    /// How long the view has not changed (no member up, down or restarted, no first record of
+    /// an agent). A source waits for a settled view before choosing a target, so that it does not
+    /// pick from the few peers it happened to hear first.
+    pub fn quiet_for(&mut self, now: Instant) -> Duration {
+        let seen = lock(&self.records).first_seen;
+        if seen != self.changed.1 {
+            self.changed = (now, seen);
+        }
+        now.saturating_duration_since(self.changed.0)
+    }
+
     /// How this table learns peers.
     pub fn mode(&self) -> Mode {
         self.mode
@@ -550,7 +578,10 @@ impl Membership {
             }
             match self.view.get(&p.id) {
                 Some((old, _)) if old.heartbeat > p.heartbeat => {}
-                _ => {
+                old => {
+                    if old.is_none() {
+                        lock(&self.records).first_seen += 1;
+                    }
                     self.view.insert(p.id.clone(), (p, now));
                 }
             }

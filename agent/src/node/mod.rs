@@ -482,6 +482,8 @@ pub async fn spawn(
 }
 
 const RECENT: usize = 50;
+/// Gossip periods without a membership change before a source picks a target.
+const SETTLE_PERIODS: u32 = 3;
 const MOVED_OUT_MEMORY: Duration = Duration::from_secs(600);
 
 struct Actor {
@@ -853,7 +855,11 @@ impl Actor {
         });
         self.members.publish();
         self.flush_swim();
-        if role == Role::Overloaded && self.neg.is_idle() {
+        // A view still filling (just started, a member joined or left) waits a few gossip periods.
+        let settling = self.members.quiet_for(now) < self.cfg.gossip_interval * SETTLE_PERIODS;
+        if role == Role::Overloaded && self.neg.is_idle() && settling {
+            debug!(id = %self.cfg.id, "Overloaded; waiting for the membership view to settle.");
+        } else if role == Role::Overloaded && self.neg.is_idle() {
             let chosen = match offer {
                 Some(o) => Some(o),
                 None if self.lcc.is_none() => self
