@@ -253,3 +253,27 @@ fn migration_log_and_steps_agree_with_the_metrics() {
     let n: usize = results.iter().map(|r| r.result.steps.len()).sum();
     assert_eq!(lines.count(), n);
 }
+
+#[test]
+fn peer_group_powers_on_a_host_when_its_group_cannot_help() {
+    // The shipped day on CloudSim's scenario: running hosts fill up, and an overloaded requester
+    // whose group refused wakes a switched-off host instead of staying overloaded.
+    let ds = root().join("datasets/planetlab-20110303.parquet");
+    let a = Cli::parse_from([
+        "replay",
+        "--dataset",
+        ds.to_str().unwrap(),
+        "--scenario",
+        "cloudsim-planetlab",
+        "--policies",
+        "keel-peer-group",
+        "--quiet",
+    ])
+    .a;
+    let v = results_json(&a);
+    let p = &v["policies"]["keel-peer-group"];
+    let neg = &p["negotiation"];
+    assert!(neg["woken"].as_u64().expect("woken") > 0, "{neg}");
+    let cycles = p["power_cycles"].as_u64().expect("power_cycles");
+    assert!(cycles > 0, "{cycles} power cycles; {neg}");
+}

@@ -263,6 +263,8 @@ struct Round<'e> {
     agreed: u64,
     refused: u64,
     started: u64,
+    /// Switched-off hosts powered on by `wake/3`.
+    woken: u64,
 }
 
 fn mem_of(e: &Engine<'_>, v: usize) -> f64 {
@@ -341,6 +343,7 @@ impl<'e> Round<'e> {
             agreed: 0,
             refused: 0,
             started: 0,
+            woken: 0,
         }
     }
 
@@ -740,6 +743,31 @@ impl Knowledge for HostKnowledge<'_, '_> {
                 }
                 Ok(Some(args.to_vec()))
             }
+            ("wake", 3) => {
+                // Last resort of an overloaded host whose group took nothing: power on the first
+                // switched-off host (by id; ones the model scores unstable last) that fits.
+                let thr = num(&args[0])?;
+                let need = &args[1];
+                if r.util(h) <= thr {
+                    return Ok(None);
+                }
+                let off = |x: usize| x != h && r.cpu[x] <= 0.0 && r.vms[x].is_empty();
+                let pick = (0..r.e.hosts.len())
+                    .filter(|&x| off(x) && !r.unstable[x] && r.fits(x, need, thr))
+                    .chain(
+                        (0..r.e.hosts.len())
+                            .filter(|&x| off(x) && r.unstable[x] && r.fits(x, need, thr)),
+                    )
+                    .next();
+                match pick {
+                    Some(w) => {
+                        r.reserve(w, need);
+                        r.woken += 1;
+                        yes(vec![args[0].clone(), args[1].clone(), Value::Int(w as i64)])
+                    }
+                    None => Ok(None),
+                }
+            }
             ("neighbour", 2) => {
                 let n = r.group_next(h);
                 yes(vec![Value::Int(h as i64), Value::Int(n as i64)])
@@ -986,6 +1014,7 @@ fn run_round(
     }
     let r = rc.into_inner();
     stats.started += r.started;
+    stats.woken += r.woken;
     stats.agreed += r.agreed;
     stats.refused += r.refused;
     stats.model_vetoes += r.vetoes;

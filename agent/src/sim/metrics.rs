@@ -21,6 +21,8 @@ pub struct Negotiation {
     pub timed_out: u64,
     /// Candidates skipped or ranked last because the model scored them unstable.
     pub model_vetoes: u64,
+    /// Switched-off hosts a requester powered on because no running peer took its VM.
+    pub woken: u64,
 }
 
 /// The results of one policy.
