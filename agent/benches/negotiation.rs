@@ -124,6 +124,7 @@ fn bench(c: &mut Criterion) {
             id: "bench-src".into(),
             addr: t.local_addr(),
             role: Role::Overloaded,
+            plays: "overloaded".into(),
             capacity: 1000.0,
             used: 900.0,
             history: vec![],

@@ -303,6 +303,7 @@ impl Scripted {
             id: self.t.id().to_string(),
             addr: self.t.local_addr(),
             role,
+            plays: role.name().into(),
             capacity: 1000.0,
             used,
             history: vec![],

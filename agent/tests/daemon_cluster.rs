@@ -55,7 +55,6 @@ fn args(path: &Path) -> ClusterArgs {
         duplicate: 0.0,
         model: None,
         interaction_model: None,
-        no_lcc: false,
         directory: false,
         seed: 7,
         json: true,
@@ -98,7 +97,8 @@ async fn fleet_with_killed_peers_and_lossy_links_has_no_conflicts() {
     a.kill = 1.5;
     a.drop = 0.1;
     a.duplicate = 0.1;
-    a.no_lcc = true;
+    a.interaction_model =
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("protocols/peer-group.lcc"));
     let r = run(&a).await.unwrap();
     assert!(r.kills >= 1, "{r:?}");
     assert!(r.faults_injected > 0, "{r:?}");

@@ -65,12 +65,10 @@ pub struct ClusterArgs {
     /// Stability model to rank targets with.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// LCC interaction model choosing roles and targets (default: the seed slides' model).
+    /// LCC interaction model every agent runs (default: the seed slides' model); e.g.
+    /// `agent/protocols/peer-group.lcc`.
     #[arg(long)]
     pub interaction_model: Option<PathBuf>,
-    /// Decide roles by thresholds alone, without an interaction model.
-    #[arg(long, conflicts_with = "interaction_model")]
-    pub no_lcc: bool,
     /// Find peers through a directory served by the first agent instead of SWIM.
     #[arg(long)]
     pub directory: bool,
@@ -99,8 +97,16 @@ pub struct Report {
     pub migrations: u64,
     /// Frames written by all agents (gossip included).
     pub messages: u64,
-    /// Negotiation messages sent.
+    /// Commit-layer messages sent (offer, accept, commit, ...).
     pub negotiation_messages: u64,
+    /// The interaction model every agent ran.
+    pub interaction_model: String,
+    /// The interaction model's own messages the agents sent over TCP, by message name.
+    pub lcc_messages: BTreeMap<String, u64>,
+    /// Interaction-model waits that ran out (the agent went back to its initial role).
+    pub lcc_timeouts: u64,
+    /// Interaction-model runtime errors.
+    pub lcc_errors: u64,
     /// Waits that ran out (sources and targets).
     pub timeouts: u64,
     /// Offers rejected.
@@ -125,9 +131,10 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} agents, {} VMs, {:.1} s at {}x: {} negotiations, {} migrations, {} messages ({} negotiation), \
-             {} timeouts, {} rejected, {} aborted, {} kills, vm_conflicts {}",
+            "{} agents running {}, {} VMs, {:.1} s at {}x: {} negotiations, {} migrations, {} messages ({} commit), \
+             model messages {:?}, {} timeouts, {} rejected, {} aborted, {} kills, vm_conflicts {}",
             self.agents,
+            self.interaction_model,
             self.vms,
             self.seconds,
             self.speedup,
@@ -135,6 +142,7 @@ impl fmt::Display for Report {
             self.migrations,
             self.messages,
             self.negotiation_messages,
+            self.lcc_messages,
             self.timeouts,
             self.rejected,
             self.aborted,
@@ -339,14 +347,18 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
     let mut seed = [0u8; 32];
     ChaCha8Rng::seed_from_u64(args.seed).fill(&mut seed);
     let key = ClusterKey::new(&seed).context("cluster key")?;
-    let interaction_model = match (&args.interaction_model, args.no_lcc) {
-        (_, true) => None,
-        (Some(p), false) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading interaction model {}", p.display()))?,
-        ),
-        (None, false) => Some(crate::negotiation::lcc::SEED_MODEL.to_string()),
+    let (interaction_model, model_name) = match &args.interaction_model {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading interaction model {}", p.display()))?;
+            let name = p.display().to_string();
+            // Refuse a bad model before starting anything, with its position.
+            crate::host::compile_model(&name, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+            (Some(text), name)
+        }
+        None => (None, "protocols/seed.lcc".to_string()),
     };
+    let rank = crate::daemon::rank_for(args.interaction_model.as_deref());
     let ranker: Arc<dyn Ranker> = match &args.model {
         Some(p) => {
             let r = ModelRanker::from_path(p);
@@ -388,6 +400,8 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         };
         c.seed = args.seed.wrapping_add(1000 + i as u64);
         c.interaction_model.clone_from(&interaction_model);
+        c.interaction_model_name.clone_from(&model_name);
+        c.rank = rank;
         if args.directory {
             c.membership = Mode::Directory;
             c.directory_server = i == 0;
@@ -499,6 +513,10 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         migrations: fleet.moves(),
         messages: totals.net.frames_out,
         negotiation_messages: t.neg_messages,
+        interaction_model: model_name,
+        lcc_messages: totals.lcc_sent,
+        lcc_timeouts: totals.lcc_timeouts,
+        lcc_errors: totals.lcc_errors,
         timeouts: totals.timeouts,
         rejected: totals.rejected,
         aborted: totals.aborted,
@@ -521,11 +539,19 @@ struct Totals {
     aborted: u64,
     retries: u64,
     net: NetCounts,
+    lcc_sent: BTreeMap<String, u64>,
+    lcc_timeouts: u64,
+    lcc_errors: u64,
 }
 
 impl Totals {
     fn absorb(&mut self, st: &node::Status) {
         self.started += st.negotiation.started;
+        for (k, v) in &st.lcc.lcc_sent {
+            *self.lcc_sent.entry(k.clone()).or_insert(0) += v;
+        }
+        self.lcc_timeouts += st.lcc.timed_out;
+        self.lcc_errors += st.lcc.model_errors;
         self.timeouts += st.negotiation.timeouts;
         self.rejected += st.negotiation.rejected;
         self.aborted += st.negotiation.aborted;

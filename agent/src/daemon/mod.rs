@@ -29,6 +29,16 @@ pub use self::cluster::ClusterArgs;
 pub use self::config::RunArgs;
 use self::config::{ExecutorKind, FileConfig, Settings};
 
+/// How an agent running the model in `path` prices VMs and orders candidates: `agility` (by file
+/// stem) spreads load, every other model packs.
+pub fn rank_for(path: Option<&std::path::Path>) -> crate::host::Rank {
+    let stem = path.and_then(|p| p.file_stem()).and_then(|s| s.to_str());
+    match stem.and_then(crate::sim::keel::Variant::from_stem) {
+        Some(v) => v.rank(),
+        None => crate::host::Rank::Pack,
+    }
+}
+
 /// Arguments of `keel-agent publish`.
 #[derive(Debug, clap::Args)]
 pub struct PublishArgs {
@@ -136,16 +146,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             Err(e) => warn!(error = %format!("{e:#}"), "Interaction models not usable."),
         }
     }
-    let interaction_model = match &s.interaction_model {
+    let (interaction_model, model_name) = match &s.interaction_model {
         Some(p) => {
             let src = std::fs::read_to_string(p)
                 .with_context(|| format!("reading interaction model {}", p.display()))?;
-            info!(model = %p.display(), "Interaction model chooses roles and targets.");
-            src
+            let name = p.display().to_string();
+            crate::host::compile_model(&name, &src).map_err(|e| anyhow::anyhow!("{e}"))?;
+            info!(model = %name, "Interaction model loaded.");
+            (src, name)
         }
         None => {
             info!("Interaction model: the built-in seed model.");
-            crate::negotiation::lcc::SEED_MODEL.to_string()
+            (
+                crate::negotiation::lcc::SEED_MODEL.to_string(),
+                "protocols/seed.lcc".to_string(),
+            )
         }
     };
     let exec = make_executor(s.executor.0, &s.executor.1)?;
@@ -182,7 +197,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     nc.libvirt_uri = s.libvirt_uri.clone();
     nc.policy_key = s.policy_key;
     nc.policy_dir = s.policy_dir.clone();
+    nc.rank = rank_for(s.interaction_model.as_deref());
     nc.interaction_model = Some(interaction_model);
+    nc.interaction_model_name = model_name;
     let rt = runtime()?;
     rt.block_on(async move {
         let handle = node::spawn(nc, load, exec, Arc::clone(&ranker) as Arc<dyn Ranker>)

@@ -34,8 +34,8 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
+use crate::time::Time as Instant;
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 /// An agent id.
 pub type PeerId = String;
@@ -790,7 +790,7 @@ mod tests {
 
     #[test]
     fn happy_path_commits_both_sides_then_moves() {
-        let now = Instant::now();
+        let now = Instant::ZERO;
         let mut s = Negotiator::new("s".into(), Timeouts::default());
         let mut t = Negotiator::new("t".into(), Timeouts::default());
         let acts = s.start(now, "vm1", 300.0, "t");
@@ -808,7 +808,7 @@ mod tests {
 
     #[test]
     fn target_without_capacity_rejects() {
-        let now = Instant::now();
+        let now = Instant::ZERO;
         let mut s = Negotiator::new("s".into(), Timeouts::default());
         let mut t = Negotiator::new("t".into(), Timeouts::default());
         let acts = s.start(now, "vm1", 700.0, "t");
@@ -823,7 +823,7 @@ mod tests {
 
     #[test]
     fn reservations_never_overcommit() {
-        let now = Instant::now();
+        let now = Instant::ZERO;
         let mut t = Negotiator::new("t".into(), Timeouts::default());
         let offer = |o: &str, vm: &str| Msg::Offer {
             neg: NegId {
@@ -846,17 +846,16 @@ mod tests {
         assert_eq!(t.reservations(), 2);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn source_losing_its_peer_times_out_and_returns_to_idle() {
-        let t0 = Instant::now();
+    #[test]
+    fn source_losing_its_peer_times_out_and_returns_to_idle() {
+        let t0 = Instant::ZERO;
         let to = Timeouts::default();
         let mut s = Negotiator::new("s".into(), to);
         s.start(t0, "vm1", 100.0, "t");
         let mut resends = 0;
         let mut finished = None;
         while let Some(d) = s.next_deadline() {
-            tokio::time::sleep_until(d).await;
-            for a in s.on_tick(Instant::now()) {
+            for a in s.on_tick(d) {
                 match a {
                     Action::Send {
                         msg: Msg::Offer { .. },
@@ -875,9 +874,9 @@ mod tests {
         assert_eq!(s.counts().timeouts, 1);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn target_reservation_expires_when_source_vanishes() {
-        let t0 = Instant::now();
+    #[test]
+    fn target_reservation_expires_when_source_vanishes() {
+        let t0 = Instant::ZERO;
         let to = Timeouts::default();
         let mut t = Negotiator::new("t".into(), to);
         let neg = NegId {
@@ -895,8 +894,7 @@ mod tests {
             &LOCAL,
         );
         assert_eq!(t.reserved(), 100.0);
-        tokio::time::sleep_until(t.next_deadline().unwrap()).await;
-        let acts = t.on_tick(Instant::now());
+        let acts = t.on_tick(t.next_deadline().unwrap());
         assert!(matches!(
             &acts[0],
             Action::Finished(Record {
@@ -906,13 +904,13 @@ mod tests {
         ));
         assert_eq!(t.reserved(), 0.0);
         // A late Commit for the expired reservation is refused, so the source cannot execute.
-        let late = t.on_message(Instant::now(), "s", Msg::Commit { neg }, &LOCAL);
+        let late = t.on_message(Instant::ZERO, "s", Msg::Commit { neg }, &LOCAL);
         assert!(matches!(sends(&late)[0].1, Msg::Reject { .. }));
     }
 
     #[test]
     fn source_without_commit_ack_never_executes() {
-        let now = Instant::now();
+        let now = Instant::ZERO;
         let mut s = Negotiator::new("s".into(), Timeouts::default());
         s.start(now, "vm1", 100.0, "t");
         let neg = NegId {
@@ -970,7 +968,7 @@ mod tests {
                 exec_fails in any::<bool>(),
             ) {
                 let t = Timeouts::default();
-                let mut now = Instant::now();
+                let mut now = Instant::ZERO;
                 let mut s = Negotiator::new("s".into(), t);
                 let mut targets = [
                     Negotiator::new("t0".into(), t),
@@ -1077,7 +1075,7 @@ mod tests {
 
     #[test]
     fn forged_origin_and_wrong_peer_are_ignored() {
-        let now = Instant::now();
+        let now = Instant::ZERO;
         let mut t = Negotiator::new("t".into(), Timeouts::default());
         let neg = NegId {
             origin: "s".into(),

@@ -50,6 +50,8 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// Current role.
     pub role: Role,
+    /// The interaction model's role it plays (what discovery matches on).
+    pub plays: String,
     /// CPU capacity.
     pub capacity: f64,
     /// CPU in use.
@@ -688,6 +690,7 @@ mod tests {
             id: id.into(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             role: Role::Idle,
+            plays: "idle".into(),
             capacity: 100.0,
             used: 10.0,
             history: vec![0.1, 0.2],

@@ -39,12 +39,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::negotiation::lcc::{Decision, Facts, LccPolicy, LccPolicyError};
-use crate::negotiation::rank::{rank, Candidate, Ranker};
-use crate::negotiation::{
-    Action, Local, Msg, NegCounts, Negotiator, Outcome, Record, Side, Timeouts,
+use keel_lcc::Value;
+
+use crate::host::wire::WireEnvelope;
+use crate::host::{
+    self, CoreConfig, CoreError, CoreStats, HostAgent, HostLoad, Need, Output, Published, Rank,
+    Resolved, View, VmLoad,
 };
+use crate::negotiation::lcc::SEED_MODEL;
+use crate::negotiation::rank::{rank, Candidate, Ranked, Ranker};
+use crate::negotiation::{Msg, NegCounts, Outcome, Record, Side, Timeouts};
 use crate::net::{ClusterKey, FaultPlan, Inbound, NetConfig, NetCounts, NetError, Transport};
+use crate::time::Time;
 
 use self::executor::{Executor, MigrationRequest};
 use self::load::LoadSource;
@@ -93,7 +99,12 @@ pub enum Body {
         /// The records.
         peers: Vec<PeerInfo>,
     },
-    /// A negotiation step.
+    /// A message of the interaction model (every `=>` of the `.lcc` text).
+    Lcc {
+        /// The envelope.
+        env: WireEnvelope,
+    },
+    /// A step of the commit layer under `migrate(...)`.
     Neg {
         /// The message.
         msg: Msg,
@@ -171,8 +182,14 @@ pub struct NodeConfig {
     pub policy_dir: Option<PathBuf>,
     /// Seed for SWIM's random member choices.
     pub seed: u64,
-    /// LCC interaction model (source text) that chooses roles and targets; `None`: thresholds.
+    /// LCC interaction model (source text) the agent runs; `None`: the seed model.
     pub interaction_model: Option<String>,
+    /// Where the interaction model came from (its file), for diagnostics.
+    pub interaction_model_name: String,
+    /// A peer waiting in the middle of an exchange longer than this times out.
+    pub lcc_wait: Duration,
+    /// How the agent prices VMs and orders candidates (`agility` spreads; the others pack).
+    pub rank: Rank,
 }
 
 /// Why an agent could not start.
@@ -183,7 +200,7 @@ pub enum SpawnError {
     Net(#[from] NetError),
     /// The interaction model.
     #[error(transparent)]
-    Policy(#[from] LccPolicyError),
+    Policy(#[from] CoreError),
 }
 
 impl NodeConfig {
@@ -217,6 +234,9 @@ impl NodeConfig {
             policy_dir: None,
             seed: 0,
             interaction_model: None,
+            interaction_model_name: "interaction model".into(),
+            lcc_wait: Duration::from_secs(2),
+            rank: Rank::Pack,
         }
     }
 }
@@ -244,7 +264,14 @@ pub fn history_plan(eval_s: f64, step_s: f64, window_s: f64) -> (u32, f64, usize
 pub enum NodeEvent {
     /// The agent changed role.
     Role(Role),
-    /// A negotiation step was taken (source or target): the message kind sent.
+    /// The interaction model sent a message.
+    LccSent {
+        /// The message's name (`request`, `bid`, ...).
+        kind: String,
+        /// The recipient.
+        to: String,
+    },
+    /// A commit step was taken (source or target): the message kind sent.
     Sent {
         /// The message kind.
         kind: &'static str,
@@ -272,6 +299,7 @@ pub enum NodeEvent {
 #[derive(Debug, Default)]
 struct NodeStats {
     unknown_sender: AtomicU64,
+    lcc_refused: AtomicU64,
     bundles_adopted: AtomicU64,
     bundles_refused: AtomicU64,
 }
@@ -285,6 +313,10 @@ pub struct Status {
     pub addr: String,
     /// Current role.
     pub role: Option<Role>,
+    /// The interaction model's current role.
+    pub plays: String,
+    /// The interaction model in use (where it came from).
+    pub model: String,
     /// Current utilisation.
     pub util: f64,
     /// VMs on this host.
@@ -297,8 +329,12 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     /// Recent negotiations, newest last.
     pub recent: Vec<Record>,
-    /// Negotiation counters.
+    /// Commit-layer counters.
     pub negotiation: NegCounts,
+    /// The interaction model's counters: messages by name, timeouts, errors, models switched.
+    pub lcc: CoreStats,
+    /// Interaction-model messages refused (malformed, or naming another sender).
+    pub lcc_refused: u64,
     /// Transport counters.
     pub net: NetCounts,
     /// Negotiation messages from senders not in membership.
@@ -316,6 +352,8 @@ pub struct PeerStatus {
     pub addr: String,
     /// Role.
     pub role: Role,
+    /// The interaction model's role it plays.
+    pub plays: String,
     /// Utilisation.
     pub util: f64,
     /// Instability score, if the model could score it.
@@ -379,18 +417,19 @@ impl NodeHandle {
 /// Starts an agent.
 ///
 /// # Errors
-/// Binding the listen address; an interaction model that does not compile.
+/// Binding the listen address; an interaction model that does not compile or calls predicates
+/// the agent does not register.
 pub async fn spawn(
     cfg: NodeConfig,
     load: Box<dyn LoadSource>,
     exec: Arc<dyn Executor>,
     ranker: Arc<dyn Ranker>,
 ) -> Result<NodeHandle, SpawnError> {
-    let lcc = cfg
-        .interaction_model
-        .as_deref()
-        .map(|src| LccPolicy::new(src, &cfg.id))
-        .transpose()?;
+    let (origin_name, text) = match &cfg.interaction_model {
+        Some(text) => (cfg.interaction_model_name.clone(), text.clone()),
+        None => ("protocols/seed.lcc".to_string(), SEED_MODEL.to_string()),
+    };
+    let program = host::compile_model(&origin_name, &text)?;
     let tracker = TaskTracker::new();
     let kill = CancellationToken::new();
     let shutdown = CancellationToken::new();
@@ -419,6 +458,7 @@ pub async fn spawn(
         id: cfg.id.clone(),
         addr,
         role: Role::Idle,
+        plays: "idle".into(),
         capacity: cfg.capacity,
         used: 0.0,
         history: Vec::new(),
@@ -428,9 +468,29 @@ pub async fn spawn(
         libvirt_uri: cfg.libvirt_uri.clone(),
         policy_version,
     };
+    let core_cfg = CoreConfig {
+        high: cfg.high,
+        low: cfg.low,
+        accept_below: cfg.accept_below,
+        gives_vms: cfg.roles.contains(&Role::Overloaded),
+        takes_vms: cfg.roles.contains(&Role::Underloaded),
+        lcc_wait: cfg.lcc_wait,
+        timeouts: cfg.timeouts,
+        hide_moved: Some(MOVED_OUT_MEMORY),
+        rank: cfg.rank,
+        ..CoreConfig::default()
+    };
+    let core = HostAgent::new(
+        Value::atom(&cfg.id),
+        program,
+        core_cfg,
+        crate::net::now_ms(),
+    )?;
     let (exec_tx, exec_rx) = mpsc::channel(8);
     let actor = Actor {
-        neg: Negotiator::new(cfg.id.clone(), cfg.timeouts).numbered_from(crate::net::now_ms()),
+        core,
+        origin: Instant::now(),
+        model_name: origin_name,
         directory: cfg.directory_server.then(|| Directory::new(cfg.dead_after)),
         members: Membership::with_mode(
             if cfg.directory_server {
@@ -454,10 +514,6 @@ pub async fn spawn(
         ranker,
         exec_tx,
         role: None,
-        util: 0.0,
-        vms: Vec::new(),
-        other: 0.0,
-        moved_out: HashMap::new(),
         cooldown: HashMap::new(),
         recent: VecDeque::new(),
         stats: NodeStats::default(),
@@ -465,7 +521,6 @@ pub async fn spawn(
         events: events.clone(),
         tracker: tracker.clone(),
         policy_version,
-        lcc,
         hist_acc: (0.0, 0),
     };
     tracker.spawn(actor.run(inbox, exec_rx, shutdown.clone(), kill.clone()));
@@ -486,9 +541,14 @@ const RECENT: usize = 50;
 const SETTLE_PERIODS: u32 = 3;
 const MOVED_OUT_MEMORY: Duration = Duration::from_secs(600);
 
+/// The daemon's driver state around the one agent core ([`HostAgent`]).
 struct Actor {
     cfg: NodeConfig,
-    neg: Negotiator,
+    core: HostAgent,
+    /// The core's time origin.
+    origin: Instant,
+    /// Where the running interaction model came from.
+    model_name: String,
     members: Membership,
     /// The directory this agent serves, if any.
     directory: Option<Directory>,
@@ -499,12 +559,6 @@ struct Actor {
     /// Executor results come back here; bounded (one migration runs at a time).
     exec_tx: mpsc::Sender<(crate::negotiation::NegId, Result<(), String>)>,
     role: Option<Role>,
-    util: f64,
-    vms: Vec<(String, f64)>,
-    /// Host CPU use not attributed to VMs.
-    other: f64,
-    /// VMs this agent migrated away, hidden until the load source stops listing them.
-    moved_out: HashMap<String, Instant>,
     /// Peers not to ask again until the instant.
     cooldown: HashMap<String, Instant>,
     recent: VecDeque<Record>,
@@ -513,13 +567,159 @@ struct Actor {
     events: broadcast::Sender<NodeEvent>,
     tracker: TaskTracker,
     policy_version: u64,
-    /// The interaction model's peer, when one chooses roles.
-    lcc: Option<LccPolicy>,
     /// Utilisation summed over the evaluations of the history point in progress, and their count.
     hist_acc: (f64, u32),
 }
 
+/// The role the membership record advertises for an interaction-model role name.
+pub fn role_of(plays: &str) -> Role {
+    match plays {
+        "underloaded" | "bidder" => Role::Underloaded,
+        "overloaded" | "draining" | "requester" | "auctioneer" => Role::Overloaded,
+        _ => Role::Idle,
+    }
+}
+
+/// The daemon's [`View`]: the membership records SWIM spreads, ranked by the stability model.
+struct MemberView<'a> {
+    me: &'a str,
+    members: &'a mut Membership,
+    ranker: &'a dyn Ranker,
+    cooldown: &'a HashMap<String, Instant>,
+    accept_below: f64,
+    settling: bool,
+    now: Instant,
+}
+
+impl MemberView<'_> {
+    fn ranked(&self, role: &str, need: &Need, exclude: &[Value]) -> Vec<Ranked> {
+        let excluded: Vec<String> = exclude.iter().map(host::id_str).collect();
+        let candidates: Vec<Candidate> = self
+            .members
+            .alive(self.now)
+            .filter(|p| {
+                p.id != self.me
+                    && p.plays == role
+                    && !self.cooldown.contains_key(&p.id)
+                    && !excluded.contains(&p.id)
+            })
+            .map(|p| Candidate {
+                id: p.id.clone(),
+                free: p.capacity * self.accept_below - p.used,
+                history: p.history.clone(),
+                step_s: p.step_s,
+            })
+            .collect();
+        rank(self.ranker, candidates, need.cpu)
+    }
+}
+
+impl View for MemberView<'_> {
+    fn resolve(&mut self, _me: &Value, role: &str, need: &Need, exclude: &[Value]) -> Resolved {
+        // A view still filling (just started, a member joined or left) waits a few periods.
+        if self.settling {
+            return Resolved::Wait;
+        }
+        match self.ranked(role, need, exclude).first() {
+            Some(best) => {
+                debug!(target = %best.candidate.id, score = ?best.score, unstable = best.unstable, "Target ranked first.");
+                Resolved::Peer(Value::atom(&best.candidate.id))
+            }
+            None => Resolved::Nobody,
+        }
+    }
+
+    fn candidates(
+        &mut self,
+        _me: &Value,
+        role: &str,
+        need: &Need,
+        exclude: &[Value],
+        k: usize,
+    ) -> Vec<Value> {
+        self.ranked(role, need, exclude)
+            .into_iter()
+            .take(k)
+            .map(|r| Value::atom(&r.candidate.id))
+            .collect()
+    }
+
+    fn unstable(&self, peer: &Value) -> bool {
+        let id = host::id_str(peer);
+        self.members.get(&id).is_some_and(|p| {
+            let c = Candidate {
+                id: p.id.clone(),
+                free: 0.0,
+                history: p.history.clone(),
+                step_s: p.step_s,
+            };
+            self.ranker
+                .instability(&c)
+                .is_some_and(|s| s >= self.ranker.threshold())
+        })
+    }
+
+    fn busier_exists(&self, _me: &Value, cpu: f64) -> bool {
+        self.members
+            .alive(self.now)
+            .any(|p| p.id != self.me && p.plays != "draining" && p.used > cpu)
+    }
+
+    fn neighbour(&self, _me: &Value) -> Option<Value> {
+        // The local group: live members in id order, cyclically, starting after this agent.
+        let mut ids: Vec<String> = self
+            .members
+            .alive(self.now)
+            .map(|p| p.id)
+            .filter(|id| id != self.me)
+            .collect();
+        ids.sort();
+        ids.iter()
+            .find(|id| id.as_str() > self.me)
+            .or(ids.first())
+            .map(|id| Value::atom(id))
+    }
+
+    fn publish(&mut self, _me: &Value, st: &Published<'_>) {
+        let plays = st.role.to_string();
+        let cpu = st.cpu;
+        self.members.update_me(|me| {
+            me.role = role_of(&plays);
+            me.plays = plays;
+            me.used = cpu;
+        });
+    }
+}
+
 impl Actor {
+    fn now(&self) -> Time {
+        Time::from_duration(Instant::now().saturating_duration_since(self.origin))
+    }
+
+    fn instant(&self, t: Time) -> Instant {
+        self.origin + t.since_origin()
+    }
+
+    /// Runs `f` on the core with the membership view.
+    fn with_core<R>(
+        &mut self,
+        f: impl FnOnce(&mut HostAgent, &mut MemberView<'_>, Time) -> R,
+    ) -> R {
+        let now_i = Instant::now();
+        let now = self.now();
+        let settling = self.members.quiet_for(now_i) < self.cfg.gossip_interval * SETTLE_PERIODS;
+        let mut view = MemberView {
+            me: &self.cfg.id,
+            members: &mut self.members,
+            ranker: self.ranker.as_ref(),
+            cooldown: &self.cooldown,
+            accept_below: self.cfg.accept_below,
+            settling,
+            now: now_i,
+        };
+        f(&mut self.core, &mut view, now)
+    }
+
     async fn run(
         mut self,
         mut inbox: mpsc::Receiver<Inbound<Body>>,
@@ -531,20 +731,20 @@ impl Actor {
         eval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut gossip = tokio::time::interval(self.cfg.gossip_interval);
         gossip.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        info!(id = %self.cfg.id, addr = %self.transport.local_addr(), "Agent started.");
+        info!(id = %self.cfg.id, addr = %self.transport.local_addr(), model = %self.model_name, "Agent started.");
         loop {
-            let deadline = self.neg.next_deadline();
+            let deadline = self.core.next_deadline().map(|t| self.instant(t));
             tokio::select! {
                 () = kill.cancelled() => return,
                 () = shutdown.cancelled() => break,
                 Some(m) = inbox.recv() => self.on_inbound(m),
                 Some((neg, r)) = exec_rx.recv() => {
-                    let acts = self.neg.on_executed(Instant::now(), &neg, r);
-                    self.apply(acts);
+                    let out = self.with_core(|c, v, now| c.on_executed(now, &neg, r, v));
+                    self.apply(out);
                 }
                 () = sleep_opt(deadline) => {
-                    let acts = self.neg.on_tick(Instant::now());
-                    self.apply(acts);
+                    let out = self.with_core(|c, v, now| c.on_timer(now, v));
+                    self.apply(out);
                 }
                 _ = eval.tick() => self.evaluate(),
                 _ = gossip.tick() => self.join(),
@@ -557,21 +757,27 @@ impl Actor {
         // Graceful: let a running migration report (bounded), abort the rest, flush, stop.
         info!(id = %self.cfg.id, "Agent stopping.");
         let limit = Instant::now() + self.cfg.timeouts.execute;
-        while self.neg.is_executing() && Instant::now() < limit {
+        while self.core.is_executing() && Instant::now() < limit {
             tokio::select! {
                 () = kill.cancelled() => return,
                 Some((neg, r)) = exec_rx.recv() => {
-                    let acts = self.neg.on_executed(Instant::now(), &neg, r);
-                    self.apply(acts);
+                    let out = self.with_core(|c, v, now| c.on_executed(now, &neg, r, v));
+                    self.apply(out);
                 }
                 () = tokio::time::sleep_until(limit) => {}
             }
         }
-        let acts = self.neg.abort_uncommitted(Instant::now());
-        self.apply(acts);
+        let out = self.with_core(|c, v, now| c.abort_uncommitted(now, v));
+        self.apply(out);
         self.members.leave();
         self.flush_swim();
         self.publish_status();
+        info!(
+            id = %self.cfg.id,
+            negotiation = ?self.core.neg_counts(),
+            lcc_sent = ?self.core.stats().lcc_sent,
+            "Agent stopped."
+        );
         // Give the writer tasks a moment to flush the aborts.
         tokio::select! {
             () = kill.cancelled() => {}
@@ -609,29 +815,31 @@ impl Actor {
                     warn!(%from, kind = msg.kind(), "Negotiation message from an unknown sender refused.");
                     return;
                 }
-                let mut local = self.local();
-                // With an interaction model, the model's target clause decides on an offer.
-                if let (Msg::Offer { demand, .. }, true) = (&msg, local.takes_vms) {
-                    if let Some(lcc) = self.lcc.as_mut() {
-                        let used = local.used + self.neg.reserved();
-                        let facts = Facts {
-                            util: used / self.cfg.capacity,
-                            high: self.cfg.high,
-                            low: self.cfg.low,
-                            need: 0.0,
-                            free: self.cfg.capacity * self.cfg.accept_below - used,
-                        };
-                        local.takes_vms = match lcc.accepts(facts, &from, *demand) {
-                            Ok(ok) => ok,
-                            Err(e) => {
-                                warn!(error = %e, "Interaction model failed on an offer; declining.");
-                                false
-                            }
-                        };
-                    }
+                let out = self.with_core(|c, v, now| c.on_neg(now, &from, msg, v));
+                self.apply(out);
+            }
+            Body::Lcc { env } => {
+                if !self.members.knows(&from) {
+                    self.stats.unknown_sender.fetch_add(1, Ordering::Relaxed);
+                    warn!(%from, "Interaction-model message from an unknown sender refused.");
+                    return;
                 }
-                let acts = self.neg.on_message(Instant::now(), &from, msg, &local);
-                self.apply(acts);
+                let env = match env.to_envelope() {
+                    // The authenticated sender must be the one the message names.
+                    Ok(e) if host::id_str(&e.from.id) == from => e,
+                    Ok(_) => {
+                        self.stats.lcc_refused.fetch_add(1, Ordering::Relaxed);
+                        warn!(%from, "Interaction-model message naming another sender refused.");
+                        return;
+                    }
+                    Err(e) => {
+                        self.stats.lcc_refused.fetch_add(1, Ordering::Relaxed);
+                        warn!(%from, error = %e, "Malformed interaction-model message refused.");
+                        return;
+                    }
+                };
+                let out = self.with_core(|c, v, now| c.on_lcc(now, env, v));
+                self.apply(out);
             }
             Body::Register { record } => {
                 let now = Instant::now();
@@ -664,30 +872,28 @@ impl Actor {
         }
     }
 
-    fn local(&self) -> Local {
-        Local {
-            capacity: self.cfg.capacity,
-            used: self.used(),
-            accept_below: self.cfg.accept_below,
-            takes_vms: self.role == Some(Role::Underloaded)
-                || (self.role == Some(Role::Idle) && self.cfg.roles.contains(&Role::Underloaded)),
-        }
-    }
-
-    fn used(&self) -> f64 {
-        self.other
-            + self
-                .vms
-                .iter()
-                .filter(|(v, _)| !self.moved_out.contains_key(v))
-                .map(|(_, d)| d)
-                .sum::<f64>()
-    }
-
-    fn apply(&mut self, acts: Vec<Action>) {
-        for a in acts {
-            match a {
-                Action::Send { to, msg } => {
+    fn apply(&mut self, outs: Vec<Output>) {
+        for o in outs {
+            match o {
+                Output::Lcc { to, env } => {
+                    let to = host::id_str(&to);
+                    let Some(addr) = self.members.addr_of(&to) else {
+                        debug!(%to, "No address for peer; message dropped.");
+                        continue;
+                    };
+                    let kind = env.body.name().unwrap_or("?").to_string();
+                    self.emit(NodeEvent::LccSent {
+                        kind,
+                        to: to.clone(),
+                    });
+                    self.send(
+                        addr,
+                        &Body::Lcc {
+                            env: WireEnvelope::from_envelope(&env),
+                        },
+                    );
+                }
+                Output::Neg { to, msg } => {
                     let Some(addr) = self.members.addr_of(&to) else {
                         debug!(%to, "No address for peer; message dropped.");
                         continue;
@@ -698,7 +904,7 @@ impl Actor {
                     });
                     self.send(addr, &Body::Neg { msg });
                 }
-                Action::Execute { neg, vm, target } => {
+                Output::Execute { neg, vm, target } => {
                     info!(%neg, %vm, %target, "Migration committed on both sides; executing.");
                     self.emit(NodeEvent::Executing {
                         neg: neg.to_string(),
@@ -724,11 +930,10 @@ impl Actor {
                         _ = tx.send((neg, r)).await;
                     });
                 }
-                Action::Finished(r) => {
+                Output::Finished(r) => {
                     match (&r.outcome, r.side) {
                         (Outcome::Migrated, Side::Source) => {
                             info!(neg = %r.neg, vm = %r.vm, target = %r.peer, "Migration done.");
-                            self.moved_out.insert(r.vm.clone(), Instant::now());
                         }
                         (Outcome::Migrated, Side::Target) => {
                             info!(neg = %r.neg, vm = %r.vm, source = %r.peer, "VM received.");
@@ -755,85 +960,35 @@ impl Actor {
     fn evaluate(&mut self) {
         let now = Instant::now();
         let obs = self.load.observe();
-        self.moved_out.retain(|vm, t| {
-            now.duration_since(*t) < MOVED_OUT_MEMORY && obs.vms.iter().any(|(v, _)| v == vm)
-        });
-        self.vms = obs.vms;
-        self.other = obs.other;
-        self.util = if self.cfg.capacity > 0.0 {
-            self.used() / self.cfg.capacity
-        } else {
-            0.0
-        };
         self.cooldown.retain(|_, t| *t > now);
-        let allowed = |r: Role| self.cfg.roles.contains(&r);
-        // The interaction model decides the role and, when overloaded, the target (ranked by the
-        // stability model through the LCC directory); without one, the thresholds decide.
-        let mut offer: Option<(String, f64, String)> = None;
-        let decided = match self.lcc.take() {
-            Some(mut lcc) => {
-                let facts = Facts {
-                    util: self.util,
-                    high: self.cfg.high,
-                    low: self.cfg.low,
-                    need: self.used() - self.cfg.high * self.cfg.capacity,
-                    free: self.cfg.capacity * self.cfg.accept_below - self.used(),
-                };
-                let can_offer = self.neg.is_idle() && allowed(Role::Overloaded);
-                let mut picked: Option<(String, f64)> = None;
-                let decision = {
-                    let me = &*self;
-                    let mut choose = |need: f64| {
-                        if !can_offer {
-                            return None;
-                        }
-                        let (vm, demand) = me.pick_vm(need)?;
-                        let target = me.best_target(now, demand)?;
-                        picked = Some((vm, demand));
-                        Some(target)
-                    };
-                    lcc.decide(facts, &mut choose)
-                };
-                self.lcc = Some(lcc);
-                match decision {
-                    Ok(Decision::Offer { target, .. }) => {
-                        if let Some((vm, demand)) = picked {
-                            offer = Some((vm, demand, target));
-                        }
-                        Role::Overloaded
-                    }
-                    Ok(Decision::Overloaded) => Role::Overloaded,
-                    Ok(Decision::Underloaded) => Role::Underloaded,
-                    Ok(Decision::Idle) => Role::Idle,
-                    Err(e) => {
-                        warn!(error = %e, "Interaction model failed; staying idle.");
-                        Role::Idle
-                    }
-                }
-            }
-            None => {
-                if self.util > self.cfg.high {
-                    Role::Overloaded
-                } else if self.util < self.cfg.low {
-                    Role::Underloaded
-                } else {
-                    Role::Idle
-                }
-            }
+        let load = HostLoad {
+            capacity: self.cfg.capacity,
+            pe_capacity: 0.0,
+            mem_capacity: None,
+            other: obs.other,
+            vms: obs
+                .vms
+                .into_iter()
+                .map(|(id, cpu)| VmLoad {
+                    id: Value::atom(&id),
+                    cpu,
+                    mem: 0.0,
+                    ram: 0.0,
+                    pe_cpu: 0.0,
+                    migrating: false,
+                })
+                .collect(),
         };
-        // The operator's role list still applies: an agent takes only roles it allows.
-        let role = if allowed(decided) {
-            decided
-        } else {
-            Role::Idle
-        };
+        // The interaction model starts afresh on each measurement; its exchange runs over TCP.
+        let out = self.with_core(|c, v, t| c.tick(t, load, v));
+        self.apply(out);
+        let role = role_of(&self.core.role_name());
         if self.role != Some(role) {
-            debug!(id = %self.cfg.id, role = role.name(), util = self.util, "Role changed.");
+            debug!(id = %self.cfg.id, role = role.name(), util = self.core.util(), "Role changed.");
             self.role = Some(role);
             self.emit(NodeEvent::Role(role));
         }
-        let used = self.used();
-        let util = self.util;
+        let util = self.core.util();
         // Peers refuse longer records (membership::MAX_HISTORY).
         let hist_len = self.cfg.history_len.min(membership::MAX_HISTORY);
         self.hist_acc.0 += util;
@@ -843,79 +998,17 @@ impl Actor {
             self.hist_acc = (0.0, 0);
             mean
         });
-        self.members.update_me(|me| {
-            me.role = role;
-            me.used = used;
-            if let Some(p) = point {
+        if let Some(p) = point {
+            self.members.update_me(|me| {
                 me.history.push(p);
                 if me.history.len() > hist_len {
                     me.history.remove(0);
                 }
-            }
-        });
+            });
+        }
         self.members.publish();
         self.flush_swim();
-        // A view still filling (just started, a member joined or left) waits a few gossip periods.
-        let settling = self.members.quiet_for(now) < self.cfg.gossip_interval * SETTLE_PERIODS;
-        if role == Role::Overloaded && self.neg.is_idle() && settling {
-            debug!(id = %self.cfg.id, "Overloaded; waiting for the membership view to settle.");
-        } else if role == Role::Overloaded && self.neg.is_idle() {
-            let chosen = match offer {
-                Some(o) => Some(o),
-                None if self.lcc.is_none() => self
-                    .pick_vm(self.used() - self.cfg.high * self.cfg.capacity)
-                    .and_then(|(vm, d)| self.best_target(now, d).map(|t| (vm, d, t))),
-                None => None,
-            };
-            match chosen {
-                Some((vm, demand, target)) => {
-                    info!(%vm, demand, %target, "Offering a VM.");
-                    let acts = self.neg.start(now, &vm, demand, &target);
-                    self.apply(acts);
-                }
-                None => {
-                    debug!(id = %self.cfg.id, "Overloaded, but no underloaded peer can take a VM.")
-                }
-            }
-        }
         self.publish_status();
-    }
-
-    /// The VM to shed for `excess` CPU: the smallest that removes it, else the largest.
-    fn pick_vm(&self, excess: f64) -> Option<(String, f64)> {
-        let mut vms: Vec<&(String, f64)> = self
-            .vms
-            .iter()
-            .filter(|(v, d)| !self.moved_out.contains_key(v) && *d > 0.0)
-            .collect();
-        vms.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-        vms.iter()
-            .find(|(_, d)| *d >= excess)
-            .or(vms.last())
-            .map(|(v, d)| (v.clone(), *d))
-    }
-
-    /// The best-ranked live underloaded peer with room for `demand`.
-    fn best_target(&self, now: Instant, demand: f64) -> Option<String> {
-        let candidates: Vec<Candidate> = self
-            .members
-            .alive(now)
-            .filter(|p| {
-                p.id != self.cfg.id
-                    && p.role == Role::Underloaded
-                    && !self.cooldown.contains_key(&p.id)
-            })
-            .map(|p| Candidate {
-                id: p.id.clone(),
-                free: p.capacity * self.cfg.accept_below - p.used,
-                history: p.history.clone(),
-                step_s: p.step_s,
-            })
-            .collect();
-        let ranked = rank(self.ranker.as_ref(), candidates, demand);
-        let best = ranked.first()?;
-        debug!(target = %best.candidate.id, score = ?best.score, unstable = best.unstable, "Target ranked first.");
-        Some(best.candidate.id.clone())
     }
 
     /// SWIM: announces this agent to the seeds while it knows no member. Directory mode:
@@ -949,14 +1042,15 @@ impl Actor {
         }
     }
 
+    fn refuse_bundle(&mut self, why: String) {
+        self.stats.bundles_refused.fetch_add(1, Ordering::Relaxed);
+        warn!(error = %why, "Policy bundle refused.");
+        self.emit(NodeEvent::BundleRefused(why));
+    }
+
     fn on_bundle(&mut self, b: Bundle) {
         let Some(trusted) = self.cfg.policy_key else {
-            self.stats.bundles_refused.fetch_add(1, Ordering::Relaxed);
-            warn!(
-                version = b.version,
-                "Policy bundle refused: no trusted policy key configured."
-            );
-            self.emit(NodeEvent::BundleRefused("no trusted key".into()));
+            self.refuse_bundle("no trusted policy key configured".into());
             return;
         };
         if let Err(e) = policy::admit(&b, &trusted, self.policy_version) {
@@ -964,19 +1058,47 @@ impl Actor {
                 policy::PolicyError::NotNewer { .. } => {
                     debug!(error = %e, "Policy bundle ignored.")
                 }
-                _ => {
-                    self.stats.bundles_refused.fetch_add(1, Ordering::Relaxed);
-                    warn!(error = %e, "Policy bundle refused.");
-                    self.emit(NodeEvent::BundleRefused(e.to_string()));
-                }
+                _ => self.refuse_bundle(e.to_string()),
             }
             return;
         }
+        // A bundle that carries an interaction model switches the fleet to it; one that does not
+        // compile, or calls predicates this agent lacks, is refused and the running model stays.
+        let model = match policy::interaction_model(&b) {
+            Ok(m) => m,
+            Err(e) => {
+                self.refuse_bundle(e.to_string());
+                return;
+            }
+        };
+        let program = match model {
+            Some((name, text)) => {
+                let origin = format!("bundle v{}/{name}", b.version);
+                match host::compile_model(&origin, &text) {
+                    Ok(p) => Some((origin, p)),
+                    Err(e) => {
+                        self.core.note_model_refused();
+                        self.refuse_bundle(e.to_string());
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
         if let Some(dir) = &self.cfg.policy_dir {
             if let Err(e) = b.install(dir) {
                 warn!(error = %e, "Policy bundle could not be installed.");
                 return;
             }
+        }
+        if let Some((origin, p)) = program {
+            if let Err(e) = self.core.set_program(p) {
+                self.core.note_model_refused();
+                self.refuse_bundle(e.to_string());
+                return;
+            }
+            info!(model = %origin, "Interaction model switched.");
+            self.model_name = origin;
         }
         self.policy_version = b.version;
         self.stats.bundles_adopted.fetch_add(1, Ordering::Relaxed);
@@ -1010,6 +1132,7 @@ impl Actor {
                 id: p.id.clone(),
                 addr: p.addr.to_string(),
                 role: p.role,
+                plays: p.plays.clone(),
                 util: if p.capacity > 0.0 {
                     p.used / p.capacity
                 } else {
@@ -1027,19 +1150,19 @@ impl Actor {
             id: self.cfg.id.clone(),
             addr: self.transport.local_addr().to_string(),
             role: self.role,
-            util: self.util,
-            vms: self
-                .vms
-                .iter()
-                .filter(|(v, _)| !self.moved_out.contains_key(v))
-                .count(),
-            reservations: self.neg.reservations(),
+            plays: self.core.role_name(),
+            model: self.model_name.clone(),
+            util: self.core.util(),
+            vms: self.core.planned_vms(),
+            reservations: self.core.reservations(),
             policy_version: self.policy_version,
             peers,
             recent: self.recent.iter().cloned().collect(),
-            negotiation: self.neg.counts(),
+            negotiation: self.core.neg_counts(),
+            lcc: self.core.stats().clone(),
             net: self.transport.stats().snapshot(),
             unknown_sender: self.stats.unknown_sender.load(Ordering::Relaxed),
+            lcc_refused: self.stats.lcc_refused.load(Ordering::Relaxed),
             membership: self.members.counts(),
         };
         self.status.send_replace(st);

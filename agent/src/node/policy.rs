@@ -260,6 +260,19 @@ pub fn admit(b: &Bundle, trusted: &VerifyingKey, have: u64) -> Result<(), Policy
     Ok(())
 }
 
+/// The file of a bundle (and of the policy folder) that holds the interaction model the agents run.
+pub const MODEL_FILE: &str = "migration.lcc";
+
+/// The interaction model a bundle carries, if any: its [`MODEL_FILE`], as `(name, text)`.
+///
+/// # Errors
+/// None today; reserved for bundles that name their model in a manifest.
+pub fn interaction_model(b: &Bundle) -> Result<Option<(String, String)>, PolicyError> {
+    Ok(b.files
+        .get(MODEL_FILE)
+        .map(|t| (MODEL_FILE.to_string(), t.clone())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,38 +1,41 @@
-//! Keel's own policies: one host agent per host, each running an interaction model from
-//! `agent/protocols/*.lcc` through keel-lcc, negotiating migrations with its peers over a
-//! simulated transport.
+//! Keel's own policies in the replay: one [`HostAgent`] per host — the same core the daemon runs —
+//! each executing an interaction model from `agent/protocols/*.lcc`, driven here by a virtual
+//! clock, a simulated transport and the CloudSim engine as the hypervisor.
 //!
-//! At every interval, after the datacenter update, each host's peer starts again in its initial
-//! role (the runtime's timer replaces the seed's busy `idle` loop) and the round runs until no
-//! message is in flight:
-//! - the transport delivers each message after `latency` and loses it with probability `loss`
-//!   (a ChaCha8 generator seeded from `--seed` and the interval, so a run is deterministic);
-//! - when nothing is in flight, a peer still waiting in the middle of a negotiation has timed
-//!   out: [`keel_lcc::Peer::timeout`] returns it to its initial role;
-//! - the constraints (`overloaded/3`, `draining/3`, `spare/2`, `canMigrate/3`, `migrate/2`, …)
-//!   are Rust predicates over the host's load as planned in this round: CPU, and memory where
-//!   the dataset measures it;
-//! - a send to a peer whose id is unbound (`a(underloaded, C)`) asks the [`Directory`]: the
-//!   discovery service, which ranks candidates (fullest first to pack, least loaded first to
-//!   balance) and, with a stability model, puts hosts the model scores unstable last.
-//!
-//! The agreed migrations are then started by the engine, with CloudSim's cost model.
+//! At every interval, after the datacenter update, each host's agent gets a measurement (its VMs'
+//! CPU, and memory where the dataset measures it) and starts its model afresh; the round runs
+//! until no message is in flight:
+//! - the transport delivers each message (the model's own and the commit layer's) after `latency`
+//!   and loses it with probability `loss` (a ChaCha8 generator seeded from `--seed` and the
+//!   interval, so a run is deterministic);
+//! - when nothing is in flight, an agent still waiting in the middle of an exchange has timed out
+//!   and returns to its initial role; an agent with a commit deadline (a lost commit message) has
+//!   its clock advanced to it;
+//! - the agents' view of their peers ([`SimView`]) is exact and immediate: a discovery service
+//!   that ranks candidates (fullest first to pack, least loaded first to balance) and, with a
+//!   stability model, puts hosts the model scores unstable last;
+//! - a migration starts once both sides have committed ([`Output::Execute`]), with CloudSim's cost
+//!   model.
 
-use std::cell::RefCell;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use keel_core::features::HostWindow;
 use keel_core::model::ModelFile;
-use keel_lcc::{Directory, Envelope, Knowledge, KnowledgeError, Peer, Program, Value};
+use keel_lcc::{Program, Value};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::engine::{Engine, Policy};
 use super::heuristics::{pabfd, Detector};
 use super::metrics::Negotiation;
+use crate::host::{
+    self, CoreConfig, HostAgent, HostLoad, Need, Output, Published, Rank, Resolved, View, VmLoad,
+};
+use crate::time::Time;
 
 /// Keel's negotiation variants, each an interaction model in `agent/protocols/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +69,11 @@ impl Variant {
         }
     }
 
+    /// The variant named `name` (a protocol file's stem).
+    pub fn from_stem(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+
     /// The interaction model shipped with the agent.
     pub fn builtin_protocol(self) -> &'static str {
         match self {
@@ -76,20 +84,18 @@ impl Variant {
         }
     }
 
-    fn rank(self) -> Rank {
+    /// How the variant prices and ranks candidates.
+    pub fn rank(self) -> Rank {
         match self {
             Self::Agility => Rank::Spread,
             _ => Rank::Pack,
         }
     }
-}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rank {
-    /// Fullest host that fits first.
-    Pack,
-    /// Least loaded host first.
-    Spread,
+    /// Whether a receiver applies the stability model itself (no discovery service ranks).
+    pub fn receiver_vetoes(self) -> bool {
+        self == Self::PeerGroup
+    }
 }
 
 /// Transport and negotiation settings.
@@ -119,6 +125,17 @@ impl Default for Transport {
     }
 }
 
+/// The core's settings for a variant in the replay.
+pub fn core_config(variant: Variant, t: &Transport) -> CoreConfig {
+    CoreConfig {
+        max_tries: t.max_tries,
+        bidders: t.bidders,
+        rank: variant.rank(),
+        accept_below: 0.9,
+        ..CoreConfig::default()
+    }
+}
+
 /// A Keel policy: a variant, its interaction model, optionally the stability model.
 #[derive(Debug)]
 pub struct KeelPolicy {
@@ -129,9 +146,43 @@ pub struct KeelPolicy {
     stats: Negotiation,
     round: u64,
     /// The host agents, kept across intervals.
-    peers: Vec<Peer>,
-    /// Host count, step and window samples for the model.
+    agents: Vec<HostAgent>,
     name: String,
+    /// Every event fed to the agents, when recording (see [`KeelPolicy::record_events`]).
+    log: Option<Vec<Event>>,
+}
+
+/// One event fed to an agent, with what it returned: a replay's record, for checking that another
+/// driver of the same core gets the same actions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The agent.
+    pub host: usize,
+    /// When.
+    pub at: Time,
+    /// What.
+    pub input: Input,
+    /// What the agent returned.
+    pub outputs: Vec<Output>,
+}
+
+/// An input to an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A measurement.
+    Tick(HostLoad),
+    /// Discovery opened: the agent goes on.
+    Resume,
+    /// A model message.
+    Lcc(keel_lcc::Envelope),
+    /// A commit message.
+    Neg(String, crate::negotiation::Msg),
+    /// The migration executed.
+    Executed(crate::negotiation::NegId),
+    /// The agent's wait ran out.
+    Timeout,
+    /// A deadline.
+    Timer,
 }
 
 impl KeelPolicy {
@@ -154,7 +205,7 @@ impl KeelPolicy {
             Some(v) => (v, true),
             None => (rest, false),
         };
-        let Some(variant) = Variant::ALL.into_iter().find(|v| v.name() == var) else {
+        let Some(variant) = Variant::from_stem(var) else {
             bail!(
                 "unknown Keel variant {var:?} (known: power-saving, agility, auction, peer-group)"
             );
@@ -174,29 +225,44 @@ impl KeelPolicy {
                 format!("protocols/{var}.lcc"),
             ),
         };
-        let program = Program::compile(&src).map_err(|errs| {
-            let map = keel_lcc::SourceMap::new(origin.clone(), src.clone());
-            let text: Vec<String> = errs
-                .iter()
-                .map(|e| keel_lcc::diag::render(&map, e))
-                .collect();
-            anyhow::anyhow!("{origin}: invalid interaction model:\n{}", text.join("\n"))
-        })?;
+        let program = host::compile_model(&origin, &src).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self {
             variant,
-            program: Arc::new(program),
+            program,
             model: if with_model { model } else { None },
             transport,
             stats: Negotiation::default(),
             round: 0,
-            peers: Vec::new(),
+            agents: Vec::new(),
             name: name.to_string(),
+            log: None,
         })
     }
 
     /// The variant.
     pub fn variant(&self) -> Variant {
         self.variant
+    }
+
+    /// Records every event fed to the agents from now on.
+    pub fn record_events(&mut self) {
+        self.log = Some(Vec::new());
+    }
+
+    /// The recorded events.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        self.log.take().unwrap_or_default()
+    }
+
+    /// Per-message-name counts of the interaction models' messages, summed over the agents.
+    pub fn lcc_messages(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut m = std::collections::BTreeMap::new();
+        for a in &self.agents {
+            for (k, v) in &a.stats().lcc_sent {
+                *m.entry(k.clone()).or_insert(0) += v;
+            }
+        }
+        m
     }
 }
 
@@ -217,82 +283,314 @@ impl Policy for KeelPolicy {
             .seed
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
             .wrapping_add(self.round);
-        let round = Round::new(e, self.variant, self.transport, self.model.as_deref());
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        run_round(
-            &self.program,
-            &mut self.peers,
-            round,
-            &mut rng,
-            &mut self.stats,
-        )
+        let n = e.hosts.len();
+        if self.agents.len() != n {
+            let cfg = core_config(self.variant, &self.transport);
+            self.agents = (0..n)
+                .map(|h| {
+                    HostAgent::new(
+                        Value::Int(h as i64),
+                        Arc::clone(&self.program),
+                        cfg.clone(),
+                        0,
+                    )
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|err| anyhow::anyhow!("starting the agents: {err}"))?;
+        }
+        let mut view = SimView::new(e, self.variant, self.model.as_deref());
+        let mut d = Round {
+            agents: &mut self.agents,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            latency: Duration::from_secs_f64(self.transport.latency_s.max(0.0)),
+            loss: self.transport.loss,
+            rng: &mut rng,
+            stats: &mut self.stats,
+            moves: Vec::new(),
+            log: self.log.as_mut(),
+        };
+        d.run(&mut view, e.now)?;
+        let moves = d.moves;
+        self.stats.model_vetoes += view.vetoes;
+        // Sum the agents' counters afresh (they are cumulative).
+        let (mut started, mut agreed, mut refused, mut timed_out, mut vetoes, mut woken) =
+            (0, 0, 0, 0, 0, 0);
+        for a in &self.agents {
+            let s = a.stats();
+            started += s.started;
+            agreed += s.agreed;
+            refused += s.refused;
+            timed_out += s.timed_out;
+            vetoes += s.model_vetoes;
+            woken += s.woken;
+        }
+        self.stats.started = started;
+        self.stats.agreed = agreed;
+        self.stats.refused = refused + view.refused_total;
+        self.stats.timed_out = timed_out;
+        self.stats.woken = woken;
+        self.stats.model_vetoes_agents = vetoes;
+        Ok(moves)
     }
 
     fn negotiation(&self) -> Option<Negotiation> {
-        Some(self.stats)
+        let mut s = self.stats;
+        s.model_vetoes += s.model_vetoes_agents;
+        s.model_vetoes_agents = 0;
+        Some(s)
     }
 }
 
-/// What the round knows and plans: per-host load as planned so far.
-struct Round<'e> {
+#[derive(Debug, PartialEq)]
+enum Payload {
+    Lcc(keel_lcc::Envelope),
+    Neg(String, crate::negotiation::Msg),
+}
+
+#[derive(Debug)]
+struct InFlight {
+    t: Time,
+    seq: u64,
+    to: usize,
+    p: Payload,
+}
+impl PartialEq for InFlight {
+    fn eq(&self, o: &Self) -> bool {
+        self.t == o.t && self.seq == o.seq
+    }
+}
+impl Eq for InFlight {}
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for InFlight {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // Min-heap on (t, seq).
+        o.t.cmp(&self.t).then(o.seq.cmp(&self.seq))
+    }
+}
+
+const ROUND_EVENT_LIMIT: u64 = 4_000_000;
+
+/// The replay's driver of one interval.
+struct Round<'a> {
+    agents: &'a mut [HostAgent],
+    queue: BinaryHeap<InFlight>,
+    seq: u64,
+    latency: Duration,
+    loss: f64,
+    rng: &'a mut ChaCha8Rng,
+    stats: &'a mut Negotiation,
+    moves: Vec<(usize, usize)>,
+    log: Option<&'a mut Vec<Event>>,
+}
+
+fn host_of(id: &str) -> Option<usize> {
+    id.parse().ok()
+}
+
+impl Round<'_> {
+    fn feed(&mut self, h: usize, now: Time, input: Input, view: &mut SimView<'_>) -> Vec<Output> {
+        let a = &mut self.agents[h];
+        let logged = self.log.is_some().then(|| input.clone());
+        let out = match input {
+            Input::Tick(load) => a.tick(now, load, view),
+            Input::Resume => a.resume(now, view),
+            Input::Lcc(env) => a.on_lcc(now, env, view),
+            Input::Neg(from, msg) => a.on_neg(now, &from, msg, view),
+            Input::Executed(neg) => a.on_executed(now, &neg, Ok(()), view),
+            Input::Timeout => a.timeout(now, view),
+            Input::Timer => a.on_timer(now, view),
+        };
+        if let (Some(log), Some(input)) = (self.log.as_deref_mut(), logged) {
+            log.push(Event {
+                host: h,
+                at: now,
+                input,
+                outputs: out.clone(),
+            });
+        }
+        out
+    }
+
+    /// Carries out an agent's outputs: messages in flight (or lost), migrations started.
+    fn route(&mut self, h: usize, now: Time, outs: Vec<Output>, view: &mut SimView<'_>) {
+        let mut pending = outs;
+        while !pending.is_empty() {
+            let mut next = Vec::new();
+            for o in pending {
+                let (to, p) = match o {
+                    Output::Lcc { to, env } => {
+                        self.stats.messages += 1;
+                        (
+                            to.as_int().and_then(|x| usize::try_from(x).ok()),
+                            Payload::Lcc(env),
+                        )
+                    }
+                    Output::Neg { to, msg } => {
+                        self.stats.commit_messages += 1;
+                        (
+                            host_of(&to),
+                            Payload::Neg(self.agents[h].id().to_string(), msg),
+                        )
+                    }
+                    Output::Execute { neg, vm, target } => {
+                        if let (Some(v), Some(t)) = (host_of(&vm), host_of(&target)) {
+                            self.moves.push((v, t));
+                        }
+                        // The engine models the migration's time and cost; the agents go on.
+                        next.extend(self.feed(h, now, Input::Executed(neg), view));
+                        continue;
+                    }
+                    Output::Finished(_) => continue,
+                };
+                if self.loss > 0.0 && self.rng.gen::<f64>() < self.loss {
+                    self.stats.lost += 1;
+                    continue;
+                }
+                let Some(to) = to.filter(|&x| x < self.agents.len()) else {
+                    continue;
+                };
+                self.seq += 1;
+                self.queue.push(InFlight {
+                    t: now + self.latency,
+                    seq: self.seq,
+                    to,
+                    p,
+                });
+            }
+            pending = next;
+        }
+    }
+
+    fn run(&mut self, view: &mut SimView<'_>, now_s: f64) -> anyhow::Result<()> {
+        let n = self.agents.len();
+        let t0 = Time::from_secs_f64(now_s);
+        for h in 0..n {
+            let load = view.load(h);
+            let outs = self.feed(h, t0, Input::Tick(load), view);
+            self.route(h, t0, outs, view);
+        }
+        // Every agent has its role now: the ones waiting to address an unbound peer go on.
+        view.discovery_open = true;
+        for h in 0..n {
+            if self.agents[h].is_busy() {
+                let outs = self.feed(h, t0, Input::Resume, view);
+                self.route(h, t0, outs, view);
+            }
+        }
+        let mut now = t0;
+        let mut events = 0u64;
+        loop {
+            while let Some(InFlight { t, to, p, .. }) = self.queue.pop() {
+                now = t;
+                events += 1;
+                if events > ROUND_EVENT_LIMIT {
+                    bail!("negotiation round at t = {now_s:.1} s did not settle");
+                }
+                let input = match p {
+                    Payload::Lcc(env) => Input::Lcc(env),
+                    Payload::Neg(from, msg) => Input::Neg(from, msg),
+                };
+                let outs = self.feed(to, now, input, view);
+                self.route(to, now, outs, view);
+            }
+            // Nothing in flight: an agent in the middle of an exchange has timed out.
+            let mut any = false;
+            for h in 0..n {
+                if !self.agents[h].is_busy() {
+                    continue;
+                }
+                let outs = self.feed(h, now, Input::Timeout, view);
+                any |= !outs.is_empty();
+                self.route(h, now, outs, view);
+            }
+            if any || !self.queue.is_empty() {
+                continue;
+            }
+            // A lost commit message: the clock moves to the next deadline.
+            let next = self
+                .agents
+                .iter()
+                .filter_map(HostAgent::next_deadline)
+                .min();
+            match next {
+                Some(t) => {
+                    now = now.max(t);
+                    for h in 0..n {
+                        if self.agents[h].next_deadline().is_some_and(|d| d <= now) {
+                            let outs = self.feed(h, now, Input::Timer, view);
+                            self.route(h, now, outs, view);
+                        }
+                    }
+                }
+                None => break,
+            }
+            events += 1;
+            if events > ROUND_EVENT_LIMIT {
+                bail!("negotiation round at t = {now_s:.1} s did not settle");
+            }
+        }
+        Ok(())
+    }
+}
+
+const ROLE_IDLE: u8 = 0;
+const ROLE_UNDERLOADED: u8 = 1;
+const ROLE_BIDDER: u8 = 2;
+const ROLE_MEMBER: u8 = 3;
+/// Any other role.
+const ROLE_OTHER: u8 = 4;
+
+fn role_code(name: &str) -> u8 {
+    match name {
+        "idle" => ROLE_IDLE,
+        "underloaded" => ROLE_UNDERLOADED,
+        "bidder" => ROLE_BIDDER,
+        "member" => ROLE_MEMBER,
+        _ => ROLE_OTHER,
+    }
+}
+
+fn host_id(v: &Value) -> Option<usize> {
+    v.as_int().and_then(|i| usize::try_from(i).ok())
+}
+
+/// The agents' view of the simulated fleet: exact and immediate, with the planning state every
+/// agent publishes (planned CPU and memory, role, draining) and the discovery service's own
+/// bookkeeping (requests directed to a host that it has not answered yet).
+struct SimView<'e> {
     e: &'e Engine<'e>,
     variant: Variant,
-    t: Transport,
     cpu: Vec<f64>,
-    /// CPU of requests the directory has sent to a host and that it has not answered yet: the
-    /// directory counts them so that concurrent requests do not all pick the same receiver.
+    /// CPU of requests discovery has sent to a host that it has not answered yet: counted so
+    /// that concurrent requests do not all pick the same receiver.
     pending: Vec<f64>,
     mem: Vec<f64>,
-    mem_cap: Vec<f64>,
-    vms: Vec<Vec<u32>>,
+    nvms: Vec<usize>,
     roles: Vec<u8>,
-    /// Hosts by role code, switched off (0) or running (1): discovery looks only at hosts in the
-    /// role it asks for, and while packing at running ones first.
+    /// Hosts by role code, switched off (0) or running (1).
     by_role: Vec<[BTreeSet<usize>; 2]>,
-    incoming: Vec<bool>,
     draining: Vec<bool>,
-    moved: HashSet<u32>,
-    tried: HashMap<u32, (u32, Vec<u32>)>,
-    exhausted: HashSet<u32>,
-    moves: Vec<(usize, usize)>,
     unstable: Vec<bool>,
     vetoes: u64,
+    refused_total: u64,
     /// Off while the agents take their roles at the start of a round: a send to an unbound peer
     /// waits instead of failing, and is retried once every agent has a role.
     discovery_open: bool,
-    agreed: u64,
-    refused: u64,
-    started: u64,
-    /// Switched-off hosts powered on by `wake/3`.
-    woken: u64,
 }
 
 fn mem_of(e: &Engine<'_>, v: usize) -> f64 {
     e.wl.mem_at(v, e.now).unwrap_or(0.0)
 }
 
-impl<'e> Round<'e> {
-    fn new(e: &'e Engine<'e>, variant: Variant, t: Transport, model: Option<&ModelFile>) -> Self {
+impl<'e> SimView<'e> {
+    fn new(e: &'e Engine<'e>, variant: Variant, model: Option<&ModelFile>) -> Self {
         let n = e.hosts.len();
-        let vms: Vec<Vec<u32>> = e
-            .hosts
-            .iter()
-            .map(|h| {
-                h.vm_list
-                    .iter()
-                    .copied()
-                    .filter(|v| !h.migrating_in.contains(v))
-                    .collect()
-            })
-            .collect();
-        let cpu: Vec<f64> = vms
-            .iter()
-            .map(|l| l.iter().map(|&v| e.vms[v as usize].req).sum())
-            .collect();
-        let mem = vms
-            .iter()
-            .map(|l| l.iter().map(|&v| mem_of(e, v as usize)).sum())
-            .collect();
         let unstable = match model {
             Some(m) => {
                 let need = ((m.window_s() / e.sc.interval_s).ceil() as usize).max(1);
@@ -313,42 +611,72 @@ impl<'e> Round<'e> {
         Self {
             e,
             variant,
-            t,
+            cpu: vec![0.0; n],
             pending: vec![0.0; n],
-            mem,
-            mem_cap: e.hosts.iter().map(|h| h.mem_mib).collect(),
-            vms,
+            mem: vec![0.0; n],
+            nvms: vec![0; n],
             roles: vec![ROLE_IDLE; n],
-            by_role: (0..=ROLE_BUSY)
+            by_role: (0..=ROLE_OTHER)
                 .map(|r| {
                     let mut sets = [BTreeSet::new(), BTreeSet::new()];
                     if r == ROLE_IDLE {
-                        for (h, &c) in cpu.iter().enumerate() {
-                            sets[usize::from(c > 0.0)].insert(h);
-                        }
+                        sets[0].extend(0..n);
                     }
                     sets
                 })
                 .collect(),
-            incoming: vec![false; n],
             draining: vec![false; n],
-            moved: HashSet::new(),
-            tried: HashMap::new(),
-            exhausted: HashSet::new(),
-            moves: Vec::new(),
-            cpu,
             unstable,
             vetoes: 0,
+            refused_total: 0,
             discovery_open: false,
-            agreed: 0,
-            refused: 0,
-            started: 0,
-            woken: 0,
+        }
+    }
+
+    /// Host `h`'s measurement: its VMs (not those migrating in), CPU as requested, memory where
+    /// the dataset has it.
+    fn load(&self, h: usize) -> HostLoad {
+        let e = self.e;
+        let host = &e.hosts[h];
+        let vms = host
+            .vm_list
+            .iter()
+            .copied()
+            .filter(|v| !host.migrating_in.contains(v))
+            .map(|v| {
+                let vm = &e.vms[v as usize];
+                VmLoad {
+                    id: Value::Int(i64::from(v)),
+                    cpu: vm.req,
+                    mem: mem_of(e, v as usize),
+                    ram: vm.ram,
+                    pe_cpu: vm.req / f64::from(vm.pes.max(1)),
+                    migrating: vm.in_migration,
+                }
+            })
+            .collect();
+        HostLoad {
+            capacity: host.total_mips,
+            pe_capacity: host.pe_mips,
+            mem_capacity: e.wl.has_mem().then_some(host.mem_mib),
+            other: 0.0,
+            vms,
         }
     }
 
     fn util(&self, h: usize) -> f64 {
         self.cpu[h] / self.e.hosts[h].total_mips
+    }
+
+    fn set_cpu(&mut self, h: usize, cpu: f64) {
+        let was = self.cpu[h] > 0.0;
+        self.cpu[h] = cpu;
+        let now = self.cpu[h] > 0.0;
+        if was != now {
+            let r = usize::from(self.roles[h]);
+            self.by_role[r][usize::from(was)].remove(&h);
+            self.by_role[r][usize::from(now)].insert(h);
+        }
     }
 
     fn set_role(&mut self, h: usize, role: u8) {
@@ -361,129 +689,48 @@ impl<'e> Round<'e> {
         }
     }
 
-    /// Adds `delta` to host `h`'s planned CPU, keeping the running/switched-off index.
-    fn add_cpu(&mut self, h: usize, delta: f64) {
-        let was = self.cpu[h] > 0.0;
-        self.cpu[h] += delta;
-        let now = self.cpu[h] > 0.0;
-        if was != now {
-            let r = usize::from(self.roles[h]);
-            self.by_role[r][usize::from(was)].remove(&h);
-            self.by_role[r][usize::from(now)].insert(h);
-        }
-    }
-
-    fn mem_util(&self, h: usize) -> f64 {
-        if self.e.wl.has_mem() {
-            self.mem[h] / self.mem_cap[h]
-        } else {
-            0.0
-        }
-    }
-
-    fn need(&self, v: usize, kind: &str) -> Value {
-        let vm = &self.e.vms[v];
-        Value::compound(
-            "need",
-            vec![
-                Value::Float(vm.req),
-                Value::Float(mem_of(self.e, v)),
-                Value::Int(v as i64),
-                Value::atom(kind),
-            ],
-        )
-    }
-
-    /// Whether host `h` can take `need` up to `thr` of its CPU (and memory, where measured).
-    fn fits(&self, h: usize, need: &Value, thr: f64) -> bool {
-        parse_need(need).is_some_and(|n| self.fits_parsed(h, n, thr))
-    }
-
-    fn fits_parsed(
-        &self,
-        h: usize,
-        (cpu, mem, v, drain): (f64, f64, usize, bool),
-        thr: f64,
-    ) -> bool {
+    /// Whether host `h` can take `need` up to `thr`, counting requests already directed to it.
+    fn fits(&self, h: usize, need: &Need, thr: f64, pending: bool) -> bool {
         let host = &self.e.hosts[h];
-        if cpu / f64::from(self.e.vms[v].pes) > host.pe_mips {
+        let Some(v) = host_id(&need.vm) else {
+            return false;
+        };
+        if need.pe_cpu > host.pe_mips {
             return false;
         }
+        let cpu = need.cpu + if pending { self.pending[h] } else { 0.0 };
         if (self.cpu[h] + cpu) / host.total_mips > thr {
             return false;
         }
-        if self.e.wl.has_mem() && self.mem[h] + mem > self.mem_cap[h] * thr.max(0.9) {
+        if self.e.wl.has_mem() && self.mem[h] + need.mem > host.mem_mib * thr.max(0.9) {
             return false;
         }
-        if self.e.vms[v].in_migration || self.vms[h].contains(&(v as u32)) {
+        if self.e.vms.get(v).is_none_or(|vm| vm.in_migration) {
             return false;
         }
-        if drain {
+        if need.drain && (self.cpu[h] <= 0.0 || self.draining[h]) {
             // Consolidation only onto running hosts that are not emptying themselves.
-            if self.cpu[h] <= 0.0 || self.draining[h] {
-                return false;
-            }
+            return false;
         }
         true
     }
 
-    /// [`Self::fits`] counting the requests already directed to `h`.
-    fn fits_pending(&self, h: usize, n: (f64, f64, usize, bool), thr: f64) -> bool {
-        let cpu = n.0 + self.pending[h];
-        self.fits_parsed(h, (cpu, n.1, n.2, n.3), thr)
-    }
-
-    fn reserve(&mut self, h: usize, need: &Value) {
-        if let Some((cpu, mem, _, _)) = parse_need(need) {
-            self.add_cpu(h, cpu);
-            self.mem[h] += mem;
-            self.incoming[h] = true;
-        }
-    }
-
-    /// Picks a VM of host `h` to move: the least memory first (minimum migration time), then
-    /// list order; skips VMs moved or given up this round.
-    fn pick_vm(&self, h: usize, largest_first: bool) -> Option<usize> {
-        let cand = self.vms[h].iter().map(|&v| v as usize).filter(|&v| {
-            !self.moved.contains(&(v as u32)) && !self.exhausted.contains(&(v as u32))
-        });
-        if largest_first {
-            cand.fold(None::<usize>, |b, v| match b {
-                Some(x) if self.e.vms[x].req >= self.e.vms[v].req => Some(x),
-                _ => Some(v),
-            })
-        } else {
-            cand.fold(None::<usize>, |b, v| match b {
-                Some(x) if self.e.vms[x].ram <= self.e.vms[v].ram => Some(x),
-                _ => Some(v),
-            })
-        }
-    }
-
-    /// The `k` best candidate receivers for `need` from host `from`, best first.
+    /// The `k` best candidate receivers in `role` for `need` from host `from`, best first.
     fn ranked(
         &mut self,
         from: usize,
         role: u8,
-        need: &Value,
-        vm: Option<u32>,
+        need: &Need,
+        exclude: &[Value],
         k: usize,
     ) -> Vec<usize> {
         let thr = 0.9;
-        let tried: Vec<u32> = vm
-            .and_then(|v| self.tried.get(&v))
-            .map_or_else(Vec::new, |t| t.1.clone());
+        let tried: Vec<usize> = exclude.iter().filter_map(host_id).collect();
         let rank = self.variant.rank();
-        let Some(parsed) = parse_need(need) else {
-            return Vec::new();
-        };
         // While packing, switched-off hosts rank after every running one: look at running hosts
-        // first and at the others only if too few stable running hosts can take the VM. Switched-off
-        // hosts all carry no load, so they rank by (unstable, id): the first `k` stable ones in id
-        // order (and the unstable ones before them) are all that can make the top `k`.
-        let ok = |r: &Self, h: usize| {
-            h != from && r.fits_pending(h, parsed, thr) && !tried.contains(&(h as u32))
-        };
+        // first and at the others only if too few stable running hosts can take the VM.
+        let ok =
+            |r: &Self, h: usize| h != from && r.fits(h, need, thr, true) && !tried.contains(&h);
         let [off, on] = &self.by_role[usize::from(role)];
         let mut hosts: Vec<usize> = on.iter().copied().filter(|&h| ok(self, h)).collect();
         let stable = |hs: &[usize]| hs.iter().filter(|&&h| !self.unstable[h]).count();
@@ -543,480 +790,104 @@ impl<'e> Round<'e> {
         c.into_iter().map(|x| x.3).collect()
     }
 
-    fn note_tried(&mut self, v: u32, h: u32) {
-        let max = self.t.max_tries;
-        let e = self.tried.entry(v).or_insert((0, Vec::new()));
-        e.0 += 1;
-        e.1.push(h);
-        if e.0 >= max {
-            self.exhausted.insert(v);
-        }
-    }
-
     /// The next running host after `h` in id order, cyclically: a peer group knows its live
     /// neighbours, not the whole fleet (switched-off hosts run no agent).
     fn group_next(&self, h: usize) -> usize {
         let n = self.e.hosts.len();
         (1..n)
             .map(|k| (h + k) % n)
-            .find(|&x| self.cpu[x] > 0.0 || !self.vms[x].is_empty())
+            .find(|&x| self.cpu[x] > 0.0 || self.nvms[x] > 0)
             .unwrap_or((h + 1) % n)
     }
 }
 
-fn parse_need(v: &Value) -> Option<(f64, f64, usize, bool)> {
-    if v.name() != Some("need") || v.args().len() != 4 {
-        return None;
-    }
-    let a = v.args();
-    Some((
-        a[0].as_f64()?,
-        a[1].as_f64()?,
-        usize::try_from(a[2].as_int()?).ok()?,
-        a[3].as_atom()? == "drain",
-    ))
-}
-
-fn num(v: &Value) -> Result<f64, KnowledgeError> {
-    v.as_f64()
-        .ok_or_else(|| KnowledgeError::Failed(format!("expected a number, got {v}")))
-}
-
-fn id_of(v: &Value) -> Option<usize> {
-    v.as_int().and_then(|i| usize::try_from(i).ok())
-}
-
-/// Host `h`'s knowledge: its predicates, over the round's plan.
-struct HostKnowledge<'a, 'e> {
-    h: usize,
-    r: &'a RefCell<Round<'e>>,
-}
-
-impl Knowledge for HostKnowledge<'_, '_> {
-    fn solve(&mut self, name: &str, args: &[Value]) -> Result<Option<Vec<Value>>, KnowledgeError> {
-        let h = self.h;
-        let mut guard = self.r.borrow_mut();
-        let r = &mut *guard;
-        let yes = |vals: Vec<Value>| Ok(Some(vals));
-        match (name, args.len()) {
-            ("overloaded", 3) => {
-                let thr = num(&args[0])?;
-                if r.util(h) <= thr && r.mem_util(h) <= thr.max(0.9) {
-                    return Ok(None);
-                }
-                let Some(v) = r.pick_vm(h, false) else {
-                    return Ok(None);
-                };
-                r.started += 1;
-                yes(vec![
-                    args[0].clone(),
-                    Value::Int(v as i64),
-                    r.need(v, "over"),
-                ])
-            }
-            ("draining", 3) => {
-                let thr = num(&args[0])?;
-                let u = r.util(h);
-                if !(u > 0.0 && u < thr) || r.incoming[h] {
-                    return Ok(None);
-                }
-                // Drain only towards a busier running host that is not draining itself (the
-                // discovery service knows loads): the busiest host always stays to receive.
-                let busier = (0..r.cpu.len()).any(|x| {
-                    x != h && !r.draining[x] && r.cpu[x] > r.cpu[h] && !r.vms[x].is_empty()
-                });
-                if !busier {
-                    return Ok(None);
-                }
-                let Some(v) = r.pick_vm(h, true) else {
-                    return Ok(None);
-                };
-                // A drain that already failed once leaves the host as it is this interval.
-                if r.vms[h].iter().any(|x| r.exhausted.contains(x)) {
-                    return Ok(None);
-                }
-                r.draining[h] = true;
-                r.started += 1;
-                yes(vec![
-                    args[0].clone(),
-                    Value::Int(v as i64),
-                    r.need(v, "drain"),
-                ])
-            }
-            ("spare", 2) => {
-                let thr = num(&args[0])?;
-                if r.draining[h] || r.util(h) >= thr {
-                    return Ok(None);
-                }
-                let cap = thr * r.e.hosts[h].total_mips - r.cpu[h];
-                yes(vec![args[0].clone(), Value::Float(cap)])
-            }
-            ("canMigrate", 3) | ("canMigrate", 2) => {
-                let thr = num(&args[0])?;
-                let need = &args[args.len() - 1];
-                if let Some(n) = parse_need(need) {
-                    r.pending[h] = (r.pending[h] - n.0).max(0.0);
-                }
-                // Without a directory to rank it, a peer the model scores unstable declines.
-                if r.variant == Variant::PeerGroup && r.unstable[h] {
-                    r.vetoes += 1;
-                    return Ok(None);
-                }
-                if r.fits(h, need, thr) {
-                    r.reserve(h, need);
-                    Ok(Some(args.to_vec()))
-                } else {
-                    Ok(None)
-                }
-            }
-            ("price", 3) => {
-                let thr = num(&args[0])?;
-                let need = &args[1];
-                if !r.fits(h, need, thr) {
-                    return Ok(None);
-                }
-                let cpu = parse_need(need).map_or(0.0, |n| n.0);
-                let after = (r.cpu[h] + cpu) / r.e.hosts[h].total_mips;
-                let p = match r.variant.rank() {
-                    Rank::Pack => after,
-                    Rank::Spread => 1.0 - after,
-                };
-                yes(vec![args[0].clone(), args[1].clone(), Value::Float(p)])
-            }
-            ("candidates", 2) => {
-                let vm = parse_need(&args[0]).map(|n| n.2 as u32);
-                let c = r.ranked(h, ROLE_BIDDER, &args[0], vm, r.t.bidders);
-                let list = c
-                    .into_iter()
-                    .take(r.t.bidders)
-                    .map(|x| Value::Int(x as i64))
-                    .collect();
-                yes(vec![args[0].clone(), Value::list(list)])
-            }
-            ("best", 2) => {
-                let Some(bids) = args[0].list_items() else {
-                    return Ok(None);
-                };
-                let mut best: Option<(bool, f64, usize)> = None;
-                for b in bids {
-                    if b.name() != Some("bid") || b.args().len() != 2 {
-                        continue;
-                    }
-                    let (Some(w), Some(p)) = (id_of(&b.args()[0]), b.args()[1].as_f64()) else {
-                        continue;
-                    };
-                    let k = (r.unstable[w], -p, w);
-                    if best.is_none_or(|(u, q, x)| k < (u, -q, x)) {
-                        best = Some((k.0, p, w));
-                    }
-                }
-                match best {
-                    Some((_, _, w)) => yes(vec![args[0].clone(), Value::Int(w as i64)]),
-                    None => Ok(None),
-                }
-            }
-            ("migrate", 2) => {
-                let (Some(v), Some(to)) = (id_of(&args[0]), id_of(&args[1])) else {
-                    return Ok(None);
-                };
-                if r.moved.contains(&(v as u32)) || !r.vms[h].contains(&(v as u32)) {
-                    return Ok(None);
-                }
-                let cpu = r.e.vms[v].req;
-                r.add_cpu(h, -cpu);
-                r.mem[h] -= mem_of(r.e, v);
-                r.vms[h].retain(|&x| x as usize != v);
-                r.vms[to].push(v as u32);
-                r.moved.insert(v as u32);
-                r.moves.push((v, to));
-                r.agreed += 1;
-                Ok(Some(args.to_vec()))
-            }
-            ("refused", 2) => {
-                let Some(v) = id_of(&args[0]) else {
-                    return Ok(None);
-                };
-                let to = id_of(&args[1]).unwrap_or(usize::MAX);
-                r.note_tried(v as u32, to as u32);
-                if r.exhausted.contains(&(v as u32)) {
-                    r.refused += 1;
-                }
-                Ok(Some(args.to_vec()))
-            }
-            ("wake", 3) => {
-                // Last resort of an overloaded host whose group took nothing: power on the first
-                // switched-off host (by id; ones the model scores unstable last) that fits.
-                let thr = num(&args[0])?;
-                let need = &args[1];
-                if r.util(h) <= thr {
-                    return Ok(None);
-                }
-                let off = |x: usize| x != h && r.cpu[x] <= 0.0 && r.vms[x].is_empty();
-                let pick = (0..r.e.hosts.len())
-                    .filter(|&x| off(x) && !r.unstable[x] && r.fits(x, need, thr))
-                    .chain(
-                        (0..r.e.hosts.len())
-                            .filter(|&x| off(x) && r.unstable[x] && r.fits(x, need, thr)),
-                    )
-                    .next();
-                match pick {
-                    Some(w) => {
-                        r.reserve(w, need);
-                        r.woken += 1;
-                        yes(vec![args[0].clone(), args[1].clone(), Value::Int(w as i64)])
-                    }
-                    None => Ok(None),
-                }
-            }
-            ("neighbour", 2) => {
-                let n = r.group_next(h);
-                yes(vec![Value::Int(h as i64), Value::Int(n as i64)])
-            }
-            ("forward", 3) => {
-                let Some(hops) = args[0].as_int() else {
-                    return Ok(None);
-                };
-                if hops <= 0 {
-                    return Ok(None);
-                }
-                let n = r.group_next(h);
-                yes(vec![
-                    args[0].clone(),
-                    Value::Int(hops - 1),
-                    Value::Int(n as i64),
-                ])
-            }
-            _ => Err(KnowledgeError::Unknown),
+impl View for SimView<'_> {
+    fn resolve(&mut self, me: &Value, role: &str, need: &Need, exclude: &[Value]) -> Resolved {
+        if !self.discovery_open {
+            return Resolved::Wait;
         }
-    }
-}
-
-/// The discovery service seen by host `from`.
-struct HostDirectory<'a, 'e> {
-    from: usize,
-    r: &'a RefCell<Round<'e>>,
-}
-
-impl Directory for HostDirectory<'_, '_> {
-    fn resolve(&mut self, role: &Value, body: &Value) -> Option<Value> {
-        let role = role_code(role.name()?);
-        // readyToMigrate(Vm, Need)
-        let (vm, need) = match body.args() {
-            [vm, need] => (id_of(vm)? as u32, need.clone()),
-            _ => return None,
+        let Some(from) = host_id(me) else {
+            return Resolved::Nobody;
         };
-        let mut r = self.r.borrow_mut();
-        if !r.discovery_open {
-            return None;
-        }
-        let c = r.ranked(self.from, role, &need, Some(vm), 1);
-        match c.first() {
+        match self.ranked(from, role_code(role), need, exclude, 1).first() {
             Some(&h) => {
-                if let Some(n) = parse_need(&need) {
-                    r.pending[h] += n.0;
-                }
-                Some(Value::Int(h as i64))
+                self.pending[h] += need.cpu;
+                Resolved::Peer(Value::Int(h as i64))
             }
-            None => {
-                // Nobody can take it: give the VM up for this interval.
-                r.exhausted.insert(vm);
-                r.refused += 1;
-                None
-            }
+            None => Resolved::Nobody,
         }
     }
-}
 
-#[derive(Debug, PartialEq)]
-struct InFlight {
-    t: f64,
-    seq: u64,
-    env: Envelope,
-}
-impl Eq for InFlight {}
-impl PartialOrd for InFlight {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
+    fn candidates(
+        &mut self,
+        me: &Value,
+        role: &str,
+        need: &Need,
+        exclude: &[Value],
+        k: usize,
+    ) -> Vec<Value> {
+        let Some(from) = host_id(me) else {
+            return Vec::new();
+        };
+        self.ranked(from, role_code(role), need, exclude, k)
+            .into_iter()
+            .map(|h| Value::Int(h as i64))
+            .collect()
     }
-}
-impl Ord for InFlight {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        // Min-heap on (t, seq).
-        o.t.total_cmp(&self.t).then(o.seq.cmp(&self.seq))
-    }
-}
 
-const ROUND_EVENT_LIMIT: u64 = 2_000_000;
-
-const ROLE_IDLE: u8 = 0;
-const ROLE_UNDERLOADED: u8 = 1;
-const ROLE_BIDDER: u8 = 2;
-const ROLE_MEMBER: u8 = 3;
-/// In the middle of a negotiation (any other role).
-const ROLE_BUSY: u8 = 4;
-
-fn role_code(name: &str) -> u8 {
-    match name {
-        "idle" => ROLE_IDLE,
-        "underloaded" => ROLE_UNDERLOADED,
-        "bidder" => ROLE_BIDDER,
-        "member" => ROLE_MEMBER,
-        _ => ROLE_BUSY,
-    }
-}
-
-fn role_name(p: &Peer) -> u8 {
-    p.role().name().map_or(ROLE_BUSY, role_code)
-}
-
-fn step_peer(
-    h: usize,
-    peers: &mut [Peer],
-    rc: &RefCell<Round<'_>>,
-    out: &mut Vec<Envelope>,
-) -> anyhow::Result<()> {
-    // The interpreter never calls the knowledge and the directory at the same time, so each
-    // borrows the round only for the length of one call.
-    let mut k = HostKnowledge { h, r: rc };
-    let mut d = HostDirectory { from: h, r: rc };
-    peers[h]
-        .step(&mut k, &mut d, out)
-        .map_err(|e| anyhow::anyhow!("agent of host {h}: {e}"))?;
-    rc.borrow_mut().set_role(h, role_name(&peers[h]));
-    Ok(())
-}
-
-/// Puts sent messages in flight, losing each with probability `loss`.
-#[allow(clippy::too_many_arguments)]
-fn flush(
-    out: &mut Vec<Envelope>,
-    queue: &mut BinaryHeap<InFlight>,
-    seq: &mut u64,
-    now: f64,
-    latency: f64,
-    loss: f64,
-    rng: &mut ChaCha8Rng,
-    stats: &mut Negotiation,
-) {
-    for env in out.drain(..) {
-        stats.messages += 1;
-        if loss > 0.0 && rng.gen::<f64>() < loss {
-            stats.lost += 1;
-            continue;
-        }
-        *seq += 1;
-        queue.push(InFlight {
-            t: now + latency,
-            seq: *seq,
-            env,
-        });
-    }
-}
-
-fn run_round(
-    program: &Arc<Program>,
-    peers: &mut Vec<Peer>,
-    round: Round<'_>,
-    rng: &mut ChaCha8Rng,
-    stats: &mut Negotiation,
-) -> anyhow::Result<Vec<(usize, usize)>> {
-    let n = round.e.hosts.len();
-    let now_s = round.e.now;
-    let latency = round.t.latency_s;
-    let loss = round.t.loss;
-    let rc = RefCell::new(round);
-    // Every agent starts the interval in its initial role: a peer whose inbox is empty is reset
-    // (`timeout`), one with stale messages from the last interval is started afresh.
-    if peers.len() != n {
-        peers.clear();
-    }
-    for h in 0..n {
-        if h < peers.len() && peers[h].inbox().is_empty() {
-            peers[h]
-                .timeout()
-                .map_err(|e| anyhow::anyhow!("resetting the agent of host {h}: {e}"))?;
-        } else {
-            let p = Peer::new(
-                Arc::clone(program),
-                Value::atom("idle"),
-                Value::Int(h as i64),
-            )
-            .map_err(|e| anyhow::anyhow!("starting the agent of host {h}: {e}"))?;
-            if h < peers.len() {
-                peers[h] = p;
-            } else {
-                peers.push(p);
-            }
+    fn answered(&mut self, me: &Value, cpu: f64) {
+        if let Some(h) = host_id(me) {
+            self.pending[h] = (self.pending[h] - cpu).max(0.0);
         }
     }
-    let mut queue = BinaryHeap::new();
-    let mut seq = 0u64;
-    let mut out = Vec::new();
-    let mut events = 0u64;
-    for h in 0..n {
-        step_peer(h, peers, &rc, &mut out)?;
-        flush(
-            &mut out, &mut queue, &mut seq, 0.0, latency, loss, rng, stats,
-        );
+
+    fn unstable(&self, peer: &Value) -> bool {
+        host_id(peer).is_some_and(|h| self.unstable.get(h).copied().unwrap_or(false))
     }
-    // Every agent has its role now: the ones waiting to address an unbound peer go on.
-    rc.borrow_mut().discovery_open = true;
-    for h in 0..n {
-        if rc.borrow().roles[h] == ROLE_BUSY {
-            step_peer(h, peers, &rc, &mut out)?;
-            flush(
-                &mut out, &mut queue, &mut seq, 0.0, latency, loss, rng, stats,
-            );
-        }
+
+    fn declines(&mut self, me: &Value) -> bool {
+        self.variant.receiver_vetoes() && self.unstable(me)
     }
-    let mut now = 0.0;
-    loop {
-        while let Some(InFlight { t, env, .. }) = queue.pop() {
-            now = t;
-            events += 1;
-            if events > ROUND_EVENT_LIMIT {
-                bail!("negotiation round at t = {now_s:.1} s did not settle");
-            }
-            let Some(to) = id_of(&env.to.id).filter(|&x| x < n) else {
-                continue;
-            };
-            peers[to].deliver(env);
-            step_peer(to, peers, &rc, &mut out)?;
-            flush(
-                &mut out, &mut queue, &mut seq, now, latency, loss, rng, stats,
-            );
-        }
-        // Nothing in flight: a peer in the middle of a negotiation has timed out.
-        let mut any = false;
-        for h in 0..n {
-            if rc.borrow().roles[h] != ROLE_BUSY {
-                continue;
-            }
-            peers[h]
-                .timeout()
-                .map_err(|e| anyhow::anyhow!("agent of host {h}: {e}"))?;
-            stats.timed_out += 1;
-            {
-                // Whatever it was negotiating is given up for this interval.
-                let mut r = rc.borrow_mut();
-                let vms = r.vms[h].clone();
-                r.exhausted.extend(vms);
-            }
-            step_peer(h, peers, &rc, &mut out)?;
-            any |= !out.is_empty();
-            flush(
-                &mut out, &mut queue, &mut seq, now, latency, loss, rng, stats,
-            );
-        }
-        if !any && queue.is_empty() {
-            break;
-        }
+
+    fn busier_exists(&self, me: &Value, cpu: f64) -> bool {
+        let Some(h) = host_id(me) else {
+            return false;
+        };
+        (0..self.cpu.len())
+            .any(|x| x != h && !self.draining[x] && self.cpu[x] > cpu && self.nvms[x] > 0)
     }
-    let r = rc.into_inner();
-    stats.started += r.started;
-    stats.woken += r.woken;
-    stats.agreed += r.agreed;
-    stats.refused += r.refused;
-    stats.model_vetoes += r.vetoes;
-    Ok(r.moves)
+
+    fn neighbour(&self, me: &Value) -> Option<Value> {
+        host_id(me).map(|h| Value::Int(self.group_next(h) as i64))
+    }
+
+    fn wake(&mut self, me: &Value, need: &Need, thr: f64) -> Option<Value> {
+        // Power on the first switched-off host (by id; ones the model scores unstable last) that
+        // fits, and reserve it.
+        let h = host_id(me)?;
+        let n = self.e.hosts.len();
+        let off = |r: &Self, x: usize| x != h && r.cpu[x] <= 0.0 && r.nvms[x] == 0;
+        let pick =
+            (0..n)
+                .filter(|&x| off(self, x) && !self.unstable[x] && self.fits(x, need, thr, false))
+                .chain((0..n).filter(|&x| {
+                    off(self, x) && self.unstable[x] && self.fits(x, need, thr, false)
+                }))
+                .next()?;
+        let c = self.cpu[pick] + need.cpu;
+        self.set_cpu(pick, c);
+        self.mem[pick] += need.mem;
+        Some(Value::Int(pick as i64))
+    }
+
+    fn publish(&mut self, me: &Value, st: &Published<'_>) {
+        let Some(h) = host_id(me) else {
+            return;
+        };
+        self.set_cpu(h, st.cpu);
+        self.mem[h] = st.mem;
+        self.nvms[h] = st.vms;
+        self.draining[h] = st.draining;
+        self.set_role(h, role_code(st.role));
+    }
 }

@@ -23,6 +23,11 @@ pub struct Negotiation {
     pub model_vetoes: u64,
     /// Switched-off hosts a requester powered on because no running peer took its VM.
     pub woken: u64,
+    /// Messages of the commit layer under `migrate(...)` (offer, accept, commit, ...).
+    pub commit_messages: u64,
+    /// Vetoes counted by the agents themselves (folded into `model_vetoes` when reported).
+    #[serde(skip)]
+    pub model_vetoes_agents: u64,
 }
 
 /// The results of one policy.

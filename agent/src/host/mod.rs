@@ -1,0 +1,767 @@
+//! The host agent: one state machine, no I/O, no clock, no runtime inside.
+//!
+//! [`HostAgent`] is the whole agent of one host. Its drivers feed it events and carry out what it
+//! returns ([`Output`]): the daemon ([`crate::node`]) with tokio, TCP, SWIM and real executors; the
+//! replay ([`crate::sim::keel`]) with a virtual clock, a simulated transport and the CloudSim
+//! engine as the hypervisor. There is no other agent, so a policy measured in replay is the
+//! policy that runs on hosts.
+//!
+//! Inside:
+//! - the keel-lcc [`Peer`] that executes the interaction model: every `=>` and `<=` of the `.lcc`
+//!   text is a message between agents ([`Output::Lcc`]);
+//! - the predicates the models call ([`PREDICATES`]), over this host's planned load and over the
+//!   driver's [`View`] of the peers (discovery, the stability model's scores, local groups);
+//! - the safety layer under `migrate(Vm, Target)`: the two-sided commit ([`Negotiator`]). Whatever
+//!   a `.lcc` text says, a VM is promised to at most one host (each VM once per interval, one
+//!   commit at a time), and it moves ([`Output::Execute`]) only after the target, holding the
+//!   reservation its model made (`canMigrate`), has committed.
+//!
+//! Events: [`HostAgent::tick`] (a measurement: the host's and its VMs' load; the interaction model
+//! starts afresh in its initial role), [`HostAgent::on_lcc`] and [`HostAgent::on_neg`] (messages),
+//! [`HostAgent::on_timer`] (deadlines; [`HostAgent::next_deadline`] says when),
+//! [`HostAgent::on_executed`] (a migration finished or failed), [`HostAgent::set_program`] (a new
+//! interaction model). Membership changes reach the core through the [`View`].
+//!
+//! Bad models do not wedge an agent: a runtime error (an unknown predicate, say) or a peer waiting
+//! mid-exchange longer than [`CoreConfig::lcc_wait`] (a protocol where both sides wait) returns it
+//! to its initial role, counted in [`CoreStats`].
+
+pub mod predicates;
+pub mod view;
+pub mod wire;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_lcc::{Envelope, Peer, Program, Value};
+use serde::Serialize;
+
+use crate::negotiation::{
+    Action, Local, Msg, NegCounts, NegId, Negotiator, Outcome, Record, Side, Timeouts,
+};
+use crate::time::Time;
+
+pub use self::predicates::PREDICATES;
+pub use self::view::{Need, Published, Resolved, View};
+
+/// How a host prices taking a VM (auction bids) and how discovery orders candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rank {
+    /// Fullest host that fits first (consolidation).
+    Pack,
+    /// Least loaded host first (headroom).
+    Spread,
+}
+
+/// The core's settings.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Candidates tried for one VM before it is given up for the interval.
+    pub max_tries: u32,
+    /// Bidders asked in an auction (`candidates/2`).
+    pub bidders: usize,
+    /// Pricing and candidate order.
+    pub rank: Rank,
+    /// The seed model's thresholds: overloaded above `high`, underloaded below `low`.
+    pub high: f64,
+    /// See `high`.
+    pub low: f64,
+    /// Utilisation a host may reach by accepting (the seed model's `underloaded/1`, and offers
+    /// that arrive without a reservation: a host powered on by `wake/3`).
+    pub accept_below: f64,
+    /// The host may give VMs away (`overloaded`, `draining`).
+    pub gives_vms: bool,
+    /// The host may take VMs (`spare`, `canMigrate`, `price`).
+    pub takes_vms: bool,
+    /// A peer waiting in the middle of an exchange longer than this times out.
+    pub lcc_wait: Duration,
+    /// Roles in which waiting is the normal state (a receiver between requests).
+    pub listening: Vec<String>,
+    /// Commit deadlines.
+    pub timeouts: Timeouts,
+    /// VMs migrated away stay hidden from the load for this long or until the load source stops
+    /// listing them (`None`: the load source is exact, as in the replay).
+    pub hide_moved: Option<Duration>,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            max_tries: 3,
+            bidders: 3,
+            rank: Rank::Pack,
+            high: 0.8,
+            low: 0.5,
+            accept_below: 0.9,
+            gives_vms: true,
+            takes_vms: true,
+            lcc_wait: Duration::from_secs(2),
+            listening: ["idle", "underloaded", "bidder", "member"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            timeouts: Timeouts::default(),
+            hide_moved: None,
+        }
+    }
+}
+
+/// One VM as the load source sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmLoad {
+    /// Its id in LCC terms (an atom on hosts, an integer in the replay).
+    pub id: Value,
+    /// CPU demand (absolute units).
+    pub cpu: f64,
+    /// Memory in use, MiB (0 where unmeasured).
+    pub mem: f64,
+    /// Configured RAM, MiB (what a live migration copies).
+    pub ram: f64,
+    /// CPU one virtual CPU needs.
+    pub pe_cpu: f64,
+    /// Already migrating (cannot be offered).
+    pub migrating: bool,
+}
+
+/// A measurement: the host's capacity and load.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HostLoad {
+    /// CPU capacity (absolute units).
+    pub capacity: f64,
+    /// CPU of one core (a VM whose virtual CPU needs more cannot run here).
+    pub pe_capacity: f64,
+    /// Memory capacity, MiB, where memory is measured.
+    pub mem_capacity: Option<f64>,
+    /// CPU in use not attributed to VMs.
+    pub other: f64,
+    /// The VMs.
+    pub vms: Vec<VmLoad>,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send an interaction-model message to the agent `to` (the envelope's recipient id).
+    Lcc {
+        /// Recipient id.
+        to: Value,
+        /// The message.
+        env: Envelope,
+    },
+    /// Send a commit-layer message.
+    Neg {
+        /// Recipient id.
+        to: String,
+        /// The message.
+        msg: Msg,
+    },
+    /// Move the VM: both sides have committed. Report with [`HostAgent::on_executed`].
+    Execute {
+        /// The negotiation.
+        neg: NegId,
+        /// The VM.
+        vm: String,
+        /// The target agent.
+        target: String,
+    },
+    /// A commit ended (either side).
+    Finished(Record),
+}
+
+/// Counters of one agent's core.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CoreStats {
+    /// Interaction-model messages sent, by message name.
+    pub lcc_sent: BTreeMap<String, u64>,
+    /// Interaction-model messages received.
+    pub lcc_received: u64,
+    /// Interaction-model messages refused (malformed, or not for this agent).
+    pub lcc_refused: u64,
+    /// Negotiations started (`overloaded/3`, `draining/3`, the seed's `overloaded/1`).
+    pub started: u64,
+    /// Migrations agreed in the model (`migrate/2`).
+    pub agreed: u64,
+    /// VMs given up (no candidate left).
+    pub refused: u64,
+    /// Waits that ran out: the peer went back to its initial role.
+    pub timed_out: u64,
+    /// Runtime errors of the model (the peer went back to its initial role).
+    pub model_errors: u64,
+    /// The last runtime error, rendered.
+    pub last_error: Option<String>,
+    /// Candidates the stability model turned down.
+    pub model_vetoes: u64,
+    /// Switched-off hosts powered on (`wake/3`).
+    pub woken: u64,
+    /// Offers taken without a reservation (by a host that was just powered on).
+    pub unsolicited: u64,
+    /// Interaction models adopted while running.
+    pub models_adopted: u64,
+    /// Interaction models refused (did not compile, or call predicates the agent lacks).
+    pub models_refused: u64,
+}
+
+/// Why a model was refused or the core could not start.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CoreError {
+    /// The text does not compile (rendered diagnostics with file:line:col).
+    #[error("{0}")]
+    Compile(String),
+    /// The model calls predicates this agent does not register.
+    #[error(
+        "{origin}: the interaction model calls predicates this agent does not register: {names}"
+    )]
+    UnknownPredicates {
+        /// Where the model came from.
+        origin: String,
+        /// `name/arity` with positions.
+        names: String,
+    },
+    /// The initial role cannot start.
+    #[error("{0}")]
+    Start(String),
+}
+
+/// Compiles an interaction model and checks that every predicate it calls is one the agent
+/// registers (the [`PREDICATES`], comparisons and list built-ins).
+///
+/// # Errors
+/// [`CoreError::Compile`] with rendered diagnostics, [`CoreError::UnknownPredicates`].
+pub fn compile_model(origin: &str, src: &str) -> Result<Arc<Program>, CoreError> {
+    let program = Program::compile(src).map_err(|errs| {
+        let map = keel_lcc::SourceMap::new(origin.to_string(), src.to_string());
+        let text: Vec<String> = errs
+            .iter()
+            .map(|e| keel_lcc::diag::render(&map, e))
+            .collect();
+        CoreError::Compile(format!(
+            "{origin}: invalid interaction model:\n{}",
+            text.join("\n")
+        ))
+    })?;
+    let unknown = predicates::unknown_calls(&program, src);
+    if !unknown.is_empty() {
+        return Err(CoreError::UnknownPredicates {
+            origin: origin.to_string(),
+            names: unknown.join(", "),
+        });
+    }
+    // The initial role must start.
+    let program = Arc::new(program);
+    let role = initial_role(&program);
+    Peer::new(Arc::clone(&program), role, Value::atom("check"))
+        .map_err(|e| CoreError::Start(format!("{origin}: {e}")))?;
+    Ok(program)
+}
+
+fn initial_role(p: &Program) -> Value {
+    p.initial_roles()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Value::atom("idle"))
+}
+
+/// An id as a string: atoms and strings as their text, numbers as written.
+pub fn id_str(v: &Value) -> String {
+    match v {
+        Value::Atom(a) | Value::Str(a) => a.to_string(),
+        Value::Int(i) => i.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// This host's plan for the interval.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) load: HostLoad,
+    /// `here[i]`: VM `i` of the load is still planned on this host.
+    pub(crate) here: Vec<bool>,
+    pub(crate) keys: Vec<String>,
+    pub(crate) cpu: f64,
+    pub(crate) mem: f64,
+    pub(crate) draining: bool,
+    pub(crate) incoming: bool,
+    pub(crate) moved: HashSet<String>,
+    pub(crate) tried: HashMap<String, (u32, Vec<Value>)>,
+    pub(crate) exhausted: HashSet<String>,
+    /// Reservations this host's model made (`canMigrate`), by VM: CPU and memory.
+    pub(crate) promises: HashMap<String, (f64, f64)>,
+    /// Agreed migrations waiting for the commit layer: VM key, CPU, target.
+    pub(crate) commits: VecDeque<(String, f64, String)>,
+    /// The target of each agreed migration, as the model named it.
+    pub(crate) targets: HashMap<String, Value>,
+    /// The seed model's VM picked by `overloaded/1`.
+    pub(crate) last_pick: Option<Need>,
+    pub(crate) stats: CoreStats,
+}
+
+impl State {
+    pub(crate) fn util(&self) -> f64 {
+        if self.load.capacity > 0.0 {
+            self.cpu / self.load.capacity
+        } else {
+            0.0
+        }
+    }
+
+    pub(crate) fn mem_util(&self) -> f64 {
+        match self.load.mem_capacity {
+            Some(c) if c > 0.0 => self.mem / c,
+            _ => 0.0,
+        }
+    }
+
+    pub(crate) fn planned_vms(&self) -> usize {
+        self.here.iter().filter(|&&h| h).count()
+    }
+
+    pub(crate) fn index_of(&self, key: &str) -> Option<usize> {
+        self.keys.iter().position(|k| k == key)
+    }
+}
+
+/// The agent of one host.
+#[derive(Debug)]
+pub struct HostAgent {
+    me: Value,
+    me_str: String,
+    cfg: CoreConfig,
+    program: Arc<Program>,
+    peer: Peer,
+    neg: Negotiator,
+    st: State,
+    /// VMs migrated away (daemon): hidden until the load source stops listing them.
+    moved_out: HashMap<String, Time>,
+    /// Since when the peer waits mid-exchange.
+    busy_since: Option<Time>,
+}
+
+impl HostAgent {
+    /// An agent `me` running `program`.
+    ///
+    /// # Errors
+    /// The program's initial role cannot start.
+    pub fn new(
+        me: Value,
+        program: Arc<Program>,
+        cfg: CoreConfig,
+        neg_seq: u64,
+    ) -> Result<Self, CoreError> {
+        let peer = Peer::new(Arc::clone(&program), initial_role(&program), me.clone())
+            .map_err(|e| CoreError::Start(e.to_string()))?;
+        let me_str = id_str(&me);
+        Ok(Self {
+            neg: Negotiator::new(me_str.clone(), cfg.timeouts).numbered_from(neg_seq),
+            me,
+            me_str,
+            cfg,
+            program,
+            peer,
+            st: State::default(),
+            moved_out: HashMap::new(),
+            busy_since: None,
+        })
+    }
+
+    /// This agent's id.
+    pub fn id(&self) -> &Value {
+        &self.me
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    /// The interaction model's current role (its name).
+    pub fn role_name(&self) -> String {
+        self.peer.role().name().unwrap_or("?").to_string()
+    }
+
+    /// Whether the peer is waiting in the middle of an exchange (not in a listening role).
+    pub fn is_busy(&self) -> bool {
+        let role = self.peer.role();
+        let name = role.name().unwrap_or("");
+        !self.cfg.listening.iter().any(|l| l == name)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &CoreStats {
+        &self.st.stats
+    }
+
+    /// The commit layer's counters.
+    pub fn neg_counts(&self) -> NegCounts {
+        self.neg.counts()
+    }
+
+    /// Open reservations of the commit layer (as target).
+    pub fn reservations(&self) -> usize {
+        self.neg.reservations()
+    }
+
+    /// Whether a migration is executing (a graceful stop waits for it).
+    pub fn is_executing(&self) -> bool {
+        self.neg.is_executing()
+    }
+
+    /// Planned CPU.
+    pub fn planned_cpu(&self) -> f64 {
+        self.st.cpu
+    }
+
+    /// Planned utilisation.
+    pub fn util(&self) -> f64 {
+        self.st.util()
+    }
+
+    /// VMs planned on the host.
+    pub fn planned_vms(&self) -> usize {
+        self.st.planned_vms()
+    }
+
+    /// The interaction model.
+    pub fn program(&self) -> &Arc<Program> {
+        &self.program
+    }
+
+    /// Replaces the interaction model. The running exchange is abandoned (the peer starts the new
+    /// model in its initial role, with no message kept); commits under way go on.
+    ///
+    /// # Errors
+    /// The new model's initial role cannot start; the running model stays.
+    pub fn set_program(&mut self, program: Arc<Program>) -> Result<(), CoreError> {
+        let peer = Peer::new(
+            Arc::clone(&program),
+            initial_role(&program),
+            self.me.clone(),
+        )
+        .map_err(|e| CoreError::Start(e.to_string()))?;
+        self.peer = peer;
+        self.program = program;
+        self.busy_since = None;
+        self.st.stats.models_adopted += 1;
+        Ok(())
+    }
+
+    /// Counts a model refused by the driver (compile error or unknown predicate).
+    pub fn note_model_refused(&mut self) {
+        self.st.stats.models_refused += 1;
+    }
+
+    /// A measurement: the plan for the interval starts from `load`, and the interaction model
+    /// starts afresh in its initial role (a peer with stale messages drops them).
+    pub fn tick(&mut self, now: Time, mut load: HostLoad, view: &mut dyn View) -> Vec<Output> {
+        if let Some(keep) = self.cfg.hide_moved {
+            self.moved_out.retain(|vm, t| {
+                now.saturating_duration_since(*t) < keep
+                    && load.vms.iter().any(|v| id_str(&v.id) == *vm)
+            });
+            if !self.moved_out.is_empty() {
+                load.vms
+                    .retain(|v| !self.moved_out.contains_key(&id_str(&v.id)));
+            }
+        }
+        let st = &mut self.st;
+        st.keys = load.vms.iter().map(|v| id_str(&v.id)).collect();
+        st.here = vec![true; load.vms.len()];
+        st.cpu = load.other + load.vms.iter().map(|v| v.cpu).sum::<f64>();
+        st.mem = load.vms.iter().map(|v| v.mem).sum();
+        st.load = load;
+        st.draining = false;
+        st.incoming = false;
+        st.moved.clear();
+        st.tried.clear();
+        st.exhausted.clear();
+        st.last_pick = None;
+        st.targets.clear();
+        // Reservations the commit layer still holds (a VM on its way in) stay planned.
+        st.promises.retain(|_, _| false);
+        st.cpu += self.neg.reserved();
+        if self.peer.inbox().is_empty() {
+            _ = self.peer.timeout();
+        } else {
+            match Peer::new(
+                Arc::clone(&self.program),
+                initial_role(&self.program),
+                self.me.clone(),
+            ) {
+                Ok(p) => self.peer = p,
+                Err(_) => _ = self.peer.timeout(),
+            }
+        }
+        self.busy_since = None;
+        let mut out = Vec::new();
+        self.step(now, view, &mut out);
+        out
+    }
+
+    /// Runs the interaction model as far as it can go (after the driver opened discovery, say).
+    pub fn resume(&mut self, now: Time, view: &mut dyn View) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.step(now, view, &mut out);
+        out
+    }
+
+    /// A message of the interaction model from a peer.
+    pub fn on_lcc(&mut self, now: Time, env: Envelope, view: &mut dyn View) -> Vec<Output> {
+        let mut out = Vec::new();
+        if env.to.id != self.me {
+            self.st.stats.lcc_refused += 1;
+            return out;
+        }
+        self.st.stats.lcc_received += 1;
+        if !self.peer.deliver(env) {
+            self.st.stats.lcc_refused += 1;
+        }
+        self.step(now, view, &mut out);
+        out
+    }
+
+    /// A commit-layer message from `from`.
+    pub fn on_neg(&mut self, now: Time, from: &str, msg: Msg, view: &mut dyn View) -> Vec<Output> {
+        let local = match &msg {
+            Msg::Offer { vm, demand, .. } => self.offer_local(vm, *demand),
+            _ => Local {
+                capacity: 1.0,
+                used: 0.0,
+                accept_below: 1.0,
+                takes_vms: false,
+            },
+        };
+        let acts = self.neg.on_message(now, from, msg, &local);
+        let mut out = Vec::new();
+        self.apply(now, acts, view, &mut out);
+        out
+    }
+
+    /// Whether to accept an offer: the model reserved this VM (`canMigrate`), or, with no
+    /// reservation, the host takes VMs and the VM fits under `accept_below` (a host just powered
+    /// on by its peer's `wake/3`, whose agent knew nothing of the request).
+    fn offer_local(&mut self, vm: &str, demand: f64) -> Local {
+        if self.st.promises.contains_key(vm) {
+            return Local {
+                capacity: f64::INFINITY,
+                used: 0.0,
+                accept_below: 1.0,
+                takes_vms: true,
+            };
+        }
+        let cap = self.st.load.capacity;
+        let fits = self.cfg.takes_vms
+            && cap > 0.0
+            && !self.st.draining
+            && (self.st.cpu + demand) / cap <= self.cfg.accept_below;
+        if fits {
+            self.st.stats.unsolicited += 1;
+            self.st.promises.insert(vm.to_string(), (demand, 0.0));
+            self.st.cpu += demand;
+            self.st.incoming = true;
+        }
+        // The commit layer adds its own open reservations; the plan already holds them.
+        Local {
+            capacity: f64::INFINITY,
+            used: 0.0,
+            accept_below: 1.0,
+            takes_vms: fits,
+        }
+    }
+
+    /// The executor's result for negotiation `neg`.
+    pub fn on_executed(
+        &mut self,
+        now: Time,
+        neg: &NegId,
+        result: Result<(), String>,
+        view: &mut dyn View,
+    ) -> Vec<Output> {
+        let acts = self.neg.on_executed(now, neg, result);
+        let mut out = Vec::new();
+        self.apply(now, acts, view, &mut out);
+        out
+    }
+
+    /// The earliest time at which [`Self::on_timer`] has something to do.
+    pub fn next_deadline(&self) -> Option<Time> {
+        let lcc = self.busy_since.map(|t| t + self.cfg.lcc_wait);
+        match (self.neg.next_deadline(), lcc) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Deadlines: commit resends and timeouts; a peer waiting mid-exchange past
+    /// [`CoreConfig::lcc_wait`] times out.
+    pub fn on_timer(&mut self, now: Time, view: &mut dyn View) -> Vec<Output> {
+        let acts = self.neg.on_tick(now);
+        let mut out = Vec::new();
+        self.apply(now, acts, view, &mut out);
+        if self
+            .busy_since
+            .is_some_and(|t| now >= t + self.cfg.lcc_wait)
+        {
+            out.extend(self.timeout(now, view));
+        }
+        out
+    }
+
+    /// The peer's wait has run out: it returns to its initial role, and what it was negotiating
+    /// is given up for the interval.
+    pub fn timeout(&mut self, now: Time, view: &mut dyn View) -> Vec<Output> {
+        let mut out = Vec::new();
+        _ = self.peer.timeout();
+        self.busy_since = None;
+        self.st.stats.timed_out += 1;
+        let keys: Vec<String> = self
+            .st
+            .keys
+            .iter()
+            .zip(&self.st.here)
+            .filter(|(_, &h)| h)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.st.exhausted.extend(keys);
+        self.step(now, view, &mut out);
+        out
+    }
+
+    /// Gives up every commit not yet under way (graceful stop); returns the aborts to send.
+    pub fn abort_uncommitted(&mut self, now: Time, view: &mut dyn View) -> Vec<Output> {
+        self.st.commits.clear();
+        let acts = self.neg.abort_uncommitted(now);
+        let mut out = Vec::new();
+        self.apply(now, acts, view, &mut out);
+        out
+    }
+
+    fn step(&mut self, now: Time, view: &mut dyn View, out: &mut Vec<Output>) {
+        let mut sent = Vec::new();
+        let result = {
+            let cx = RefCell::new(predicates::Cx {
+                me: &self.me,
+                cfg: &self.cfg,
+                st: &mut self.st,
+                view,
+            });
+            let mut k = predicates::Preds(&cx);
+            let mut d = predicates::Discovery(&cx);
+            self.peer.step(&mut k, &mut d, &mut sent)
+        };
+        if let Err(e) = result {
+            self.st.stats.model_errors += 1;
+            self.st.stats.last_error = Some(e.to_string());
+            tracing::warn!(agent = %self.me_str, error = %e, "Interaction model failed; back to the initial role.");
+            _ = self.peer.timeout();
+        }
+        for env in sent {
+            let name = env.body.name().unwrap_or("?").to_string();
+            *self.st.stats.lcc_sent.entry(name).or_insert(0) += 1;
+            out.push(Output::Lcc {
+                to: env.to.id.clone(),
+                env,
+            });
+        }
+        if self.is_busy() {
+            self.busy_since.get_or_insert(now);
+        } else {
+            self.busy_since = None;
+        }
+        self.start_commits(now, view, out);
+        self.publish(view);
+    }
+
+    fn publish(&self, view: &mut dyn View) {
+        let role = self.peer.role();
+        view.publish(
+            &self.me,
+            &Published {
+                cpu: self.st.cpu,
+                mem: self.st.mem,
+                role: role.name().unwrap_or("?"),
+                draining: self.st.draining,
+                vms: self.st.planned_vms(),
+            },
+        );
+    }
+
+    /// Starts the next agreed migration's commit when none is running.
+    fn start_commits(&mut self, now: Time, view: &mut dyn View, out: &mut Vec<Output>) {
+        while self.neg.is_idle() {
+            let Some((vm, cpu, target)) = self.st.commits.pop_front() else {
+                return;
+            };
+            let acts = self.neg.start(now, &vm, cpu, &target);
+            self.apply_inner(now, acts, view, out);
+        }
+    }
+
+    fn apply(&mut self, now: Time, acts: Vec<Action>, view: &mut dyn View, out: &mut Vec<Output>) {
+        self.apply_inner(now, acts, view, out);
+        self.start_commits(now, view, out);
+        self.publish(view);
+    }
+
+    fn apply_inner(
+        &mut self,
+        now: Time,
+        acts: Vec<Action>,
+        view: &mut dyn View,
+        out: &mut Vec<Output>,
+    ) {
+        let _ = view;
+        for a in acts {
+            match a {
+                Action::Send { to, msg } => out.push(Output::Neg { to, msg }),
+                Action::Execute { neg, vm, target } => {
+                    out.push(Output::Execute { neg, vm, target })
+                }
+                Action::Finished(r) => {
+                    self.finished(now, &r);
+                    out.push(Output::Finished(r));
+                }
+            }
+        }
+    }
+
+    fn finished(&mut self, now: Time, r: &Record) {
+        let st = &mut self.st;
+        match (r.side, &r.outcome) {
+            (Side::Source, Outcome::Migrated) => {
+                if self.cfg.hide_moved.is_some() {
+                    self.moved_out.insert(r.vm.clone(), now);
+                }
+            }
+            (Side::Source, _) => {
+                // The VM stays: back in the plan, and the target counts as tried.
+                if let Some(i) = st.index_of(&r.vm) {
+                    if !st.here[i] {
+                        st.here[i] = true;
+                        st.cpu += st.load.vms[i].cpu;
+                        st.mem += st.load.vms[i].mem;
+                    }
+                }
+                st.moved.remove(&r.vm);
+                let to = st
+                    .targets
+                    .remove(&r.vm)
+                    .unwrap_or_else(|| Value::atom(&r.peer));
+                predicates::note_tried(st, self.cfg.max_tries, &r.vm, to);
+            }
+            (Side::Target, Outcome::Migrated) => {
+                st.promises.remove(&r.vm);
+            }
+            (Side::Target, _) => {
+                if let Some((cpu, mem)) = st.promises.remove(&r.vm) {
+                    st.cpu -= cpu;
+                    st.mem -= mem;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

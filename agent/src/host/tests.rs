@@ -1,0 +1,330 @@
+//! The core under deterministic event sequences: feed events, assert the actions.
+
+use std::collections::HashMap;
+
+use super::*;
+
+/// Peers 0..n with whatever they published; discovery picks the lowest id in the asked role.
+#[derive(Default)]
+struct TestView {
+    published: HashMap<i64, (f64, String)>,
+    unstable: Vec<i64>,
+}
+
+impl View for TestView {
+    fn resolve(&mut self, me: &Value, role: &str, _need: &Need, exclude: &[Value]) -> Resolved {
+        let mut ids: Vec<i64> = self
+            .published
+            .iter()
+            .filter(|(id, (_, r))| Some(**id) != me.as_int() && r == role)
+            .map(|(id, _)| *id)
+            .filter(|id| !exclude.contains(&Value::Int(*id)))
+            .collect();
+        ids.sort_unstable();
+        ids.first()
+            .map_or(Resolved::Nobody, |&i| Resolved::Peer(Value::Int(i)))
+    }
+    fn candidates(
+        &mut self,
+        me: &Value,
+        role: &str,
+        need: &Need,
+        exclude: &[Value],
+        k: usize,
+    ) -> Vec<Value> {
+        match self.resolve(me, role, need, exclude) {
+            Resolved::Peer(p) => vec![p].into_iter().take(k).collect(),
+            _ => Vec::new(),
+        }
+    }
+    fn unstable(&self, peer: &Value) -> bool {
+        peer.as_int().is_some_and(|p| self.unstable.contains(&p))
+    }
+    fn busier_exists(&self, me: &Value, cpu: f64) -> bool {
+        self.published
+            .iter()
+            .any(|(id, (c, _))| Some(*id) != me.as_int() && *c > cpu)
+    }
+    fn neighbour(&self, me: &Value) -> Option<Value> {
+        let me = me.as_int()?;
+        let n = self.published.len() as i64;
+        Some(Value::Int((me + 1) % n.max(1)))
+    }
+    fn publish(&mut self, me: &Value, st: &Published<'_>) {
+        if let Some(id) = me.as_int() {
+            self.published.insert(id, (st.cpu, st.role.to_string()));
+        }
+    }
+}
+
+fn load(vms: &[(i64, f64)]) -> HostLoad {
+    HostLoad {
+        capacity: 1000.0,
+        pe_capacity: 1000.0,
+        mem_capacity: None,
+        other: 0.0,
+        vms: vms
+            .iter()
+            .map(|&(id, cpu)| VmLoad {
+                id: Value::Int(id),
+                cpu,
+                mem: 0.0,
+                ram: 512.0,
+                pe_cpu: cpu,
+                migrating: false,
+            })
+            .collect(),
+    }
+}
+
+fn agents(src: &str, n: i64) -> Vec<HostAgent> {
+    let p = compile_model("test.lcc", src).expect("model compiles");
+    (0..n)
+        .map(|i| HostAgent::new(Value::Int(i), Arc::clone(&p), CoreConfig::default(), 0).unwrap())
+        .collect()
+}
+
+/// Delivers every message until none is left; returns the executed (vm, target) pairs and
+/// the names of the model's messages, in order.
+fn pump(
+    ags: &mut [HostAgent],
+    view: &mut TestView,
+    mut q: Vec<(usize, Output)>,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let now = Time::from_secs_f64(1.0);
+    let mut executed = Vec::new();
+    let mut names = Vec::new();
+    let mut guard = 0;
+    while !q.is_empty() {
+        guard += 1;
+        assert!(guard < 10_000, "messages never settle");
+        let (from, o) = q.remove(0);
+        match o {
+            Output::Lcc { to, env } => {
+                names.push(env.body.name().unwrap_or("?").to_string());
+                let to = usize::try_from(to.as_int().unwrap()).unwrap();
+                let out = ags[to].on_lcc(now, env, view);
+                q.extend(out.into_iter().map(|o| (to, o)));
+            }
+            Output::Neg { to, msg } => {
+                let to: usize = to.parse().unwrap();
+                let out = ags[to].on_neg(now, &from.to_string(), msg, view);
+                q.extend(out.into_iter().map(|o| (to, o)));
+            }
+            Output::Execute { neg, vm, target } => {
+                executed.push((vm, target));
+                let out = ags[from].on_executed(now, &neg, Ok(()), view);
+                q.extend(out.into_iter().map(|o| (from, o)));
+            }
+            Output::Finished(_) => {}
+        }
+    }
+    (executed, names)
+}
+
+fn tick_all(
+    ags: &mut [HostAgent],
+    view: &mut TestView,
+    loads: Vec<HostLoad>,
+) -> Vec<(usize, Output)> {
+    let mut q = Vec::new();
+    for (i, (a, l)) in ags.iter_mut().zip(loads).enumerate() {
+        q.extend(
+            a.tick(Time::from_secs_f64(1.0), l, view)
+                .into_iter()
+                .map(|o| (i, o)),
+        );
+    }
+    // Agents that waited for discovery go on once every role is known.
+    for (i, a) in ags.iter_mut().enumerate() {
+        if a.is_busy() {
+            q.extend(
+                a.resume(Time::from_secs_f64(1.0), view)
+                    .into_iter()
+                    .map(|o| (i, o)),
+            );
+        }
+    }
+    q
+}
+
+const POWER_SAVING: &str = include_str!("../../protocols/power-saving.lcc");
+
+#[test]
+fn power_saving_moves_a_vm_through_the_model_and_the_commit() {
+    let mut ags = agents(POWER_SAVING, 2);
+    let mut view = TestView::default();
+    // Host 1 first, so that it plays `underloaded` when host 0 asks.
+    let mut q = Vec::new();
+    q.extend(
+        ags[1]
+            .tick(Time::ZERO, load(&[(9, 300.0)]), &mut view)
+            .into_iter()
+            .map(|o| (1, o)),
+    );
+    q.extend(
+        ags[0]
+            .tick(Time::ZERO, load(&[(1, 500.0), (2, 450.0)]), &mut view)
+            .into_iter()
+            .map(|o| (0, o)),
+    );
+    let (executed, names) = pump(&mut ags, &mut view, q);
+    assert_eq!(
+        executed,
+        vec![("1".to_string(), "1".to_string())],
+        "messages: {names:?}"
+    );
+    assert_eq!(names, vec!["readyToMigrate", "migration"]);
+    assert_eq!(ags[0].stats().agreed, 1);
+    assert_eq!(ags[0].neg_counts().migrated, 1);
+    assert_eq!(ags[1].planned_vms(), 1);
+    assert!((ags[1].planned_cpu() - 800.0).abs() < 1e-9);
+    assert!(ags[0].neg.is_idle());
+    assert_eq!(ags[1].reservations(), 0);
+}
+
+#[test]
+fn a_vm_is_promised_to_one_host_whatever_the_model_says() {
+    // A model that agrees to move the same VM to two hosts.
+    let src = "r(idle, initial)\n\
+               a(idle, H) :: null <- overloaded(0.5, Vm, Need) then null <- migrate(Vm, 1) then null <- migrate(Vm, 2)";
+    let mut ags = agents(src, 3);
+    let mut view = TestView::default();
+    let out = ags[0].tick(Time::ZERO, load(&[(7, 900.0)]), &mut view);
+    let offers: Vec<&Output> = out
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Neg {
+                    msg: Msg::Offer { .. },
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(offers.len(), 1, "{out:?}");
+    assert!(matches!(offers[0], Output::Neg { to, .. } if to == "1"));
+    assert_eq!(ags[0].stats().agreed, 1);
+}
+
+#[test]
+fn a_target_that_reserved_nothing_and_has_no_room_rejects() {
+    let src = "r(idle, initial)\n\
+               a(idle, H) :: null <- overloaded(0.5, Vm, Need) then null <- migrate(Vm, 1)";
+    let mut ags = agents(src, 2);
+    let mut view = TestView::default();
+    let mut q = tick_all(
+        &mut ags,
+        &mut view,
+        vec![load(&[(7, 900.0)]), load(&[(8, 800.0)])],
+    );
+    q.retain(|(_, o)| !matches!(o, Output::Lcc { .. }));
+    let (executed, _) = pump(&mut ags, &mut view, q);
+    assert!(executed.is_empty());
+    assert_eq!(ags[0].neg_counts().rejected, 1);
+    // The VM is back in the source's plan.
+    assert_eq!(ags[0].planned_vms(), 1);
+    assert!((ags[0].planned_cpu() - 900.0).abs() < 1e-9);
+}
+
+#[test]
+fn a_deadlocked_model_times_out_back_to_its_initial_role() {
+    // Both sides wait for the other's message.
+    let src = "r(idle, initial)\nr(waiter, auxiliary)\n\
+               a(idle, H) :: null <- utilisation(U) then a(waiter, H)\n\
+               a(waiter, H) :: ping <= a(waiter, X) then a(idle, H)";
+    let mut ags = agents(src, 1);
+    let mut view = TestView::default();
+    ags[0].tick(Time::ZERO, load(&[(1, 100.0)]), &mut view);
+    assert!(ags[0].is_busy());
+    assert_eq!(ags[0].role_name(), "waiter");
+    let d = ags[0].next_deadline().expect("a deadline while waiting");
+    assert_eq!(d, Time::ZERO + ags[0].config().lcc_wait);
+    ags[0].on_timer(d, &mut view);
+    assert_eq!(ags[0].stats().timed_out, 1);
+    // Back in `idle`, which leads straight to `waiter` again: the wait restarts from now.
+    assert_eq!(ags[0].next_deadline(), Some(d + ags[0].config().lcc_wait));
+}
+
+#[test]
+fn a_model_calling_an_unknown_predicate_is_refused_with_its_position() {
+    let src = "r(idle, initial)\na(idle, H) ::\n  null <- frobnicate(H)";
+    match compile_model("bad.lcc", src) {
+        Err(CoreError::UnknownPredicates { origin, names }) => {
+            assert_eq!(origin, "bad.lcc");
+            assert_eq!(names, "frobnicate/1 (3:11)");
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = compile_model("broken.lcc", "a(idle, H) :: null <-").unwrap_err();
+    assert!(
+        matches!(&err, CoreError::Compile(t) if t.contains("broken.lcc")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_runtime_error_returns_the_agent_to_its_initial_role() {
+    let src = "r(idle, initial)\nr(x, auxiliary)\n\
+               a(idle, H) :: null <- utilisation(U) then a(x, H)\n\
+               a(x, H) :: null <- overloaded(notanumber, V, N)";
+    let mut ags = agents(src, 1);
+    let mut view = TestView::default();
+    ags[0].tick(Time::ZERO, load(&[(1, 100.0)]), &mut view);
+    assert_eq!(ags[0].stats().model_errors, 1);
+    assert!(ags[0]
+        .stats()
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("number")));
+}
+
+#[test]
+fn every_shipped_model_compiles_against_the_registered_predicates() {
+    for (name, src) in [
+        ("seed", include_str!("../../protocols/seed.lcc")),
+        ("power-saving", POWER_SAVING),
+        ("agility", include_str!("../../protocols/agility.lcc")),
+        ("auction", include_str!("../../protocols/auction.lcc")),
+        ("peer-group", include_str!("../../protocols/peer-group.lcc")),
+    ] {
+        compile_model(name, src).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn the_seed_model_moves_a_vm() {
+    let mut ags = agents(include_str!("../../protocols/seed.lcc"), 2);
+    let mut view = TestView::default();
+    let mut q = Vec::new();
+    q.extend(
+        ags[1]
+            .tick(Time::ZERO, load(&[(9, 100.0)]), &mut view)
+            .into_iter()
+            .map(|o| (1, o)),
+    );
+    q.extend(
+        ags[0]
+            .tick(Time::ZERO, load(&[(1, 500.0), (2, 450.0)]), &mut view)
+            .into_iter()
+            .map(|o| (0, o)),
+    );
+    let (executed, names) = pump(&mut ags, &mut view, q);
+    assert_eq!(names, vec!["readyToMigrate", "migration"]);
+    // Excess 150 over `high` = 0.8: the smallest VM that removes it.
+    assert_eq!(executed, vec![("2".to_string(), "1".to_string())]);
+}
+
+#[test]
+fn a_new_model_replaces_the_running_one() {
+    let mut ags = agents(POWER_SAVING, 1);
+    let p = compile_model("seed", include_str!("../../protocols/seed.lcc")).unwrap();
+    ags[0].set_program(p).unwrap();
+    assert_eq!(ags[0].stats().models_adopted, 1);
+    let mut view = TestView::default();
+    ags[0].tick(Time::ZERO, load(&[(1, 100.0)]), &mut view);
+    // The seed model's underloaded role (power saving has `underloaded(Cap)` too, but reaches
+    // it through `spare/2`; the seed through `underloaded/1`).
+    assert_eq!(ags[0].role_name(), "underloaded");
+}
