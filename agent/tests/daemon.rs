@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keel_agent::host::wire::WireEnvelope;
 use keel_agent::negotiation::rank::{ModelRanker, NoModel, Ranker};
 use keel_agent::negotiation::{Msg, NegId, Outcome, Side, Timeouts};
 use keel_agent::net::{
@@ -19,6 +20,7 @@ use keel_agent::node::membership::{Mode, PeerInfo, SwimConfig};
 use keel_agent::node::{self, bare_member, Body, NodeConfig, NodeEvent, NodeHandle, Role};
 use keel_core::features::FeatureSchema;
 use keel_core::model::ModelFile;
+use keel_lcc::{Envelope, PeerRef, Value};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
@@ -346,6 +348,41 @@ impl Scripted {
         self.t.send(to, &Body::Neg { msg }).unwrap();
     }
 
+    /// Plays the seed model's underloaded side of the exchange: waits for `readyToMigrate(Need)`
+    /// and answers `migration(ok)`, so that the source goes on to the commit.
+    async fn agree_in_model(&mut self, limit: Duration) {
+        let (reply_to, env) = timeout(limit, async {
+            loop {
+                let m = self.rx.recv().await.expect("transport open");
+                if let Body::Lcc { env } = m.body {
+                    return (m.header.reply_to, env.to_envelope().unwrap());
+                }
+            }
+        })
+        .await
+        .expect("a readyToMigrate message");
+        assert_eq!(env.body.name(), Some("readyToMigrate"), "{env:?}");
+        let answer = Envelope {
+            from: PeerRef {
+                role: Value::atom("underloaded"),
+                id: Value::atom(self.t.id()),
+            },
+            to: PeerRef {
+                role: Value::atom("overloaded"),
+                id: env.from.id.clone(),
+            },
+            body: Value::compound("migration", vec![Value::atom("ok")]),
+        };
+        self.t
+            .send(
+                reply_to,
+                &Body::Lcc {
+                    env: WireEnvelope::from_envelope(&answer),
+                },
+            )
+            .unwrap();
+    }
+
     /// Stops every task at once: the peer vanishes.
     async fn kill(self) {
         self.stop.cancel();
@@ -361,6 +398,7 @@ async fn target_killed_after_accepting_source_times_out_and_keeps_its_vm() {
     let mut ev = a.events();
     let mut t = Scripted::new("t").await;
     t.announce(a.addr, Role::Underloaded, 0.0);
+    t.agree_in_model(Duration::from_secs(5)).await;
     let (_, offer) = t.recv_neg(Duration::from_secs(5)).await.expect("an offer");
     let Msg::Offer { neg, vm, .. } = offer else {
         panic!("{offer:?}")
@@ -501,8 +539,15 @@ async fn dropped_and_duplicated_messages_still_converge_without_conflict() {
     wait_event(&mut ev, Duration::from_secs(20), migrated_source)
         .await
         .expect("a migration despite faults");
-    // Let stragglers (resends, duplicates) arrive, then check nothing moved twice.
+    // Let stragglers (resends, duplicates) arrive, then check nothing moved twice. Duplicates
+    // arrive at random among all frames (gossip included): wait until some were suppressed.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end
+        && [&a, &b, &c].iter().map(|h| h.status().net.duplicates).sum::<u64>() == 0
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (sa, sb, sc) = (a.status(), b.status(), c.status());
     let injected: u64 = [&sa, &sb, &sc]
         .iter()
@@ -640,6 +685,7 @@ async fn graceful_shutdown_aborts_uncommitted_negotiations() {
     let a = start(&fleet, cfg("a", vec![]), Arc::new(NoModel)).await;
     let mut t = Scripted::new("t").await;
     t.announce(a.addr, Role::Underloaded, 0.0);
+    t.agree_in_model(Duration::from_secs(5)).await;
     let (_, offer) = t.recv_neg(Duration::from_secs(5)).await.expect("an offer");
     let neg = offer.neg().clone();
     // Shut a down while it waits for an answer: it tells the target it gives up.

@@ -314,8 +314,9 @@ impl State {
         }
     }
 
+    /// VMs planned on the host: those still here and those promised to it.
     pub(crate) fn planned_vms(&self) -> usize {
-        self.here.iter().filter(|&&h| h).count()
+        self.here.iter().filter(|&&h| h).count() + self.promises.len()
     }
 
     pub(crate) fn index_of(&self, key: &str) -> Option<usize> {
@@ -337,6 +338,8 @@ pub struct HostAgent {
     moved_out: HashMap<String, Time>,
     /// Since when the peer waits mid-exchange.
     busy_since: Option<Time>,
+    /// Whether the peer's role is not a listening one (kept from the last step).
+    busy: bool,
 }
 
 impl HostAgent {
@@ -363,6 +366,7 @@ impl HostAgent {
             st: State::default(),
             moved_out: HashMap::new(),
             busy_since: None,
+            busy: false,
         })
     }
 
@@ -383,7 +387,10 @@ impl HostAgent {
 
     /// Whether the peer is waiting in the middle of an exchange (not in a listening role).
     pub fn is_busy(&self) -> bool {
-        let role = self.peer.role();
+        self.busy
+    }
+
+    fn role_is_busy(&self, role: &Value) -> bool {
         let name = role.name().unwrap_or("");
         !self.cfg.listening.iter().any(|l| l == name)
     }
@@ -443,6 +450,7 @@ impl HostAgent {
         self.peer = peer;
         self.program = program;
         self.busy_since = None;
+        self.busy = false;
         self.st.stats.models_adopted += 1;
         Ok(())
     }
@@ -494,6 +502,7 @@ impl HostAgent {
             }
         }
         self.busy_since = None;
+        self.busy = false;
         let mut out = Vec::new();
         self.step(now, view, &mut out);
         out
@@ -614,6 +623,7 @@ impl HostAgent {
         let mut out = Vec::new();
         _ = self.peer.timeout();
         self.busy_since = None;
+        self.busy = false;
         self.st.stats.timed_out += 1;
         let keys: Vec<String> = self
             .st
@@ -657,24 +667,33 @@ impl HostAgent {
             _ = self.peer.timeout();
         }
         for env in sent {
-            let name = env.body.name().unwrap_or("?").to_string();
-            *self.st.stats.lcc_sent.entry(name).or_insert(0) += 1;
+            let name = env.body.name().unwrap_or("?");
+            match self.st.stats.lcc_sent.get_mut(name) {
+                Some(c) => *c += 1,
+                None => _ = self.st.stats.lcc_sent.insert(name.to_string(), 1),
+            }
             out.push(Output::Lcc {
                 to: env.to.id.clone(),
                 env,
             });
         }
-        if self.is_busy() {
+        let role = self.peer.role();
+        self.busy = self.role_is_busy(&role);
+        if self.busy {
             self.busy_since.get_or_insert(now);
         } else {
             self.busy_since = None;
         }
         self.start_commits(now, view, out);
-        self.publish(view);
+        self.publish_role(&role, view);
     }
 
     fn publish(&self, view: &mut dyn View) {
         let role = self.peer.role();
+        self.publish_role(&role, view);
+    }
+
+    fn publish_role(&self, role: &Value, view: &mut dyn View) {
         view.publish(
             &self.me,
             &Published {

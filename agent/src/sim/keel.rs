@@ -608,23 +608,38 @@ impl<'e> SimView<'e> {
             }
             None => vec![false; n],
         };
+        // Every host's load as measured, before any agent plans: what discovery knows at the
+        // start of the interval (each agent then publishes its plan as it changes).
+        let mut cpu = vec![0.0; n];
+        let mut mem = vec![0.0; n];
+        let mut nvms = vec![0; n];
+        for (h, host) in e.hosts.iter().enumerate() {
+            for &v in host.vm_list.iter().filter(|v| !host.migrating_in.contains(v)) {
+                cpu[h] += e.vms[v as usize].req;
+                mem[h] += mem_of(e, v as usize);
+                nvms[h] += 1;
+            }
+        }
+        let by_role = (0..=ROLE_OTHER)
+            .map(|r| {
+                let mut sets = [BTreeSet::new(), BTreeSet::new()];
+                if r == ROLE_IDLE {
+                    for (h, &c) in cpu.iter().enumerate() {
+                        sets[usize::from(c > 0.0)].insert(h);
+                    }
+                }
+                sets
+            })
+            .collect();
         Self {
             e,
             variant,
-            cpu: vec![0.0; n],
+            cpu,
             pending: vec![0.0; n],
-            mem: vec![0.0; n],
-            nvms: vec![0; n],
+            mem,
+            nvms,
             roles: vec![ROLE_IDLE; n],
-            by_role: (0..=ROLE_OTHER)
-                .map(|r| {
-                    let mut sets = [BTreeSet::new(), BTreeSet::new()];
-                    if r == ROLE_IDLE {
-                        sets[0].extend(0..n);
-                    }
-                    sets
-                })
-                .collect(),
+            by_role,
             draining: vec![false; n],
             unstable,
             vetoes: 0,
