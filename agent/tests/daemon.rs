@@ -544,7 +544,11 @@ async fn dropped_and_duplicated_messages_still_converge_without_conflict() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let end = Instant::now() + Duration::from_secs(10);
     while Instant::now() < end
-        && [&a, &b, &c].iter().map(|h| h.status().net.duplicates).sum::<u64>() == 0
+        && [&a, &b, &c]
+            .iter()
+            .map(|h| h.status().net.duplicates)
+            .sum::<u64>()
+            == 0
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -44,7 +44,7 @@ use crate::negotiation::{
 use crate::time::Time;
 
 pub use self::predicates::PREDICATES;
-pub use self::view::{Need, Published, Resolved, View};
+pub use self::view::{Need, Published, Recording, Resolved, Scripted, View, ViewCall};
 
 /// How a host prices taking a VM (auction bids) and how discovery orders candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -489,6 +489,26 @@ impl HostAgent {
         // Reservations the commit layer still holds (a VM on its way in) stay planned.
         st.promises.retain(|_, _| false);
         st.cpu += self.neg.reserved();
+        // A VM whose commit is under way or queued is promised already: out of the plan, and
+        // never agreed twice. A queued one no longer on the host is dropped.
+        let current = self.neg.current().map(|(_, vm, _, _)| vm.to_string());
+        st.commits.retain(|(vm, _, _)| st.keys.contains(vm));
+        let promised: Vec<String> = st
+            .commits
+            .iter()
+            .map(|c| c.0.clone())
+            .chain(current)
+            .collect();
+        for vm in promised {
+            if let Some(i) = st.index_of(&vm) {
+                if st.here[i] {
+                    st.here[i] = false;
+                    st.cpu -= st.load.vms[i].cpu;
+                    st.mem -= st.load.vms[i].mem;
+                }
+            }
+            st.moved.insert(vm);
+        }
         if self.peer.inbox().is_empty() {
             _ = self.peer.timeout();
         } else {

@@ -37,15 +37,15 @@ impl View for TestView {
             _ => Vec::new(),
         }
     }
-    fn unstable(&self, peer: &Value) -> bool {
+    fn unstable(&mut self, peer: &Value) -> bool {
         peer.as_int().is_some_and(|p| self.unstable.contains(&p))
     }
-    fn busier_exists(&self, me: &Value, cpu: f64) -> bool {
+    fn busier_exists(&mut self, me: &Value, cpu: f64) -> bool {
         self.published
             .iter()
             .any(|(id, (c, _))| Some(*id) != me.as_int() && *c > cpu)
     }
-    fn neighbour(&self, me: &Value) -> Option<Value> {
+    fn neighbour(&mut self, me: &Value) -> Option<Value> {
         let me = me.as_int()?;
         let n = self.published.len() as i64;
         Some(Value::Int((me + 1) % n.max(1)))

@@ -102,7 +102,7 @@ pub trait View {
     }
 
     /// Whether the stability model scores `peer` unstable.
-    fn unstable(&self, peer: &Value) -> bool;
+    fn unstable(&mut self, peer: &Value) -> bool;
 
     /// Whether `me` declines VMs because the model scores it unstable (where no discovery
     /// service ranks candidates, the receiver applies the model itself).
@@ -112,10 +112,10 @@ pub trait View {
     }
 
     /// Whether a running host busier than `me`, not emptying itself, exists (to drain towards).
-    fn busier_exists(&self, me: &Value, cpu: f64) -> bool;
+    fn busier_exists(&mut self, me: &Value, cpu: f64) -> bool;
 
     /// The next member of `me`'s local group (the next running host by id, cyclically).
-    fn neighbour(&self, me: &Value) -> Option<Value>;
+    fn neighbour(&mut self, me: &Value) -> Option<Value>;
 
     /// Powers on a switched-off host that can take `need` up to `thr` of its CPU, reserving it.
     fn wake(&mut self, me: &Value, need: &Need, thr: f64) -> Option<Value> {
@@ -125,4 +125,190 @@ pub trait View {
 
     /// The core's own state after a step.
     fn publish(&mut self, me: &Value, state: &Published<'_>);
+}
+
+/// One answer a [`View`] gave, as [`Recording`] keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ViewCall {
+    /// [`View::resolve`].
+    Resolve(Resolved),
+    /// [`View::candidates`].
+    Candidates(Vec<Value>),
+    /// [`View::unstable`].
+    Unstable(bool),
+    /// [`View::declines`].
+    Declines(bool),
+    /// [`View::busier_exists`].
+    Busier(bool),
+    /// [`View::neighbour`].
+    Neighbour(Option<Value>),
+    /// [`View::wake`].
+    Wake(Option<Value>),
+}
+
+/// A view that passes every question to `inner` and keeps the answers: with the events fed to
+/// an agent, a complete record of what it was told.
+#[derive(Debug)]
+pub struct Recording<'v, V: View + ?Sized> {
+    /// The view answering.
+    pub inner: &'v mut V,
+    /// Its answers, in order.
+    pub calls: Vec<ViewCall>,
+}
+
+impl<V: View + ?Sized> View for Recording<'_, V> {
+    fn resolve(&mut self, me: &Value, role: &str, need: &Need, exclude: &[Value]) -> Resolved {
+        let r = self.inner.resolve(me, role, need, exclude);
+        self.calls.push(ViewCall::Resolve(r.clone()));
+        r
+    }
+    fn candidates(
+        &mut self,
+        me: &Value,
+        role: &str,
+        need: &Need,
+        exclude: &[Value],
+        k: usize,
+    ) -> Vec<Value> {
+        let r = self.inner.candidates(me, role, need, exclude, k);
+        self.calls.push(ViewCall::Candidates(r.clone()));
+        r
+    }
+    fn answered(&mut self, me: &Value, cpu: f64) {
+        self.inner.answered(me, cpu);
+    }
+    fn unstable(&mut self, peer: &Value) -> bool {
+        let r = self.inner.unstable(peer);
+        self.calls.push(ViewCall::Unstable(r));
+        r
+    }
+    fn declines(&mut self, me: &Value) -> bool {
+        let r = self.inner.declines(me);
+        self.calls.push(ViewCall::Declines(r));
+        r
+    }
+    fn busier_exists(&mut self, me: &Value, cpu: f64) -> bool {
+        let r = self.inner.busier_exists(me, cpu);
+        self.calls.push(ViewCall::Busier(r));
+        r
+    }
+    fn neighbour(&mut self, me: &Value) -> Option<Value> {
+        let r = self.inner.neighbour(me);
+        self.calls.push(ViewCall::Neighbour(r.clone()));
+        r
+    }
+    fn wake(&mut self, me: &Value, need: &Need, thr: f64) -> Option<Value> {
+        let r = self.inner.wake(me, need, thr);
+        self.calls.push(ViewCall::Wake(r.clone()));
+        r
+    }
+    fn publish(&mut self, me: &Value, state: &Published<'_>) {
+        self.inner.publish(me, state);
+    }
+}
+
+/// A view that answers from a record ([`Recording`]), in order: feeding an agent the same events
+/// with it must ask the same questions. Questions that do not match the record are counted.
+#[derive(Debug, Default)]
+pub struct Scripted {
+    calls: std::collections::VecDeque<ViewCall>,
+    /// Questions asked that the record does not have next.
+    pub mismatches: u64,
+}
+
+impl Scripted {
+    /// A view that gives `calls`, in order.
+    pub fn new(calls: Vec<ViewCall>) -> Self {
+        Self {
+            calls: calls.into(),
+            mismatches: 0,
+        }
+    }
+
+    /// Answers the record still holds (0 when the agent asked everything it was asked before).
+    pub fn left(&self) -> usize {
+        self.calls.len()
+    }
+
+    fn next(&mut self) -> Option<ViewCall> {
+        let c = self.calls.pop_front();
+        if c.is_none() {
+            self.mismatches += 1;
+        }
+        c
+    }
+}
+
+impl View for Scripted {
+    fn resolve(&mut self, _me: &Value, _role: &str, _need: &Need, _exclude: &[Value]) -> Resolved {
+        match self.next() {
+            Some(ViewCall::Resolve(r)) => r,
+            _ => {
+                self.mismatches += 1;
+                Resolved::Nobody
+            }
+        }
+    }
+    fn candidates(
+        &mut self,
+        _me: &Value,
+        _role: &str,
+        _need: &Need,
+        _exclude: &[Value],
+        _k: usize,
+    ) -> Vec<Value> {
+        match self.next() {
+            Some(ViewCall::Candidates(r)) => r,
+            _ => {
+                self.mismatches += 1;
+                Vec::new()
+            }
+        }
+    }
+    fn unstable(&mut self, _peer: &Value) -> bool {
+        match self.next() {
+            Some(ViewCall::Unstable(r)) => r,
+            _ => {
+                self.mismatches += 1;
+                false
+            }
+        }
+    }
+    fn declines(&mut self, _me: &Value) -> bool {
+        match self.next() {
+            Some(ViewCall::Declines(r)) => r,
+            _ => {
+                self.mismatches += 1;
+                false
+            }
+        }
+    }
+    fn busier_exists(&mut self, _me: &Value, _cpu: f64) -> bool {
+        match self.next() {
+            Some(ViewCall::Busier(r)) => r,
+            _ => {
+                self.mismatches += 1;
+                false
+            }
+        }
+    }
+    fn neighbour(&mut self, _me: &Value) -> Option<Value> {
+        match self.next() {
+            Some(ViewCall::Neighbour(r)) => r,
+            _ => {
+                self.mismatches += 1;
+                None
+            }
+        }
+    }
+    fn wake(&mut self, _me: &Value, _need: &Need, _thr: f64) -> Option<Value> {
+        match self.next() {
+            Some(ViewCall::Wake(r)) => r,
+            _ => {
+                self.mismatches += 1;
+                None
+            }
+        }
+    }
+    fn publish(&mut self, _me: &Value, _state: &Published<'_>) {}
 }

@@ -644,7 +644,7 @@ impl View for MemberView<'_> {
             .collect()
     }
 
-    fn unstable(&self, peer: &Value) -> bool {
+    fn unstable(&mut self, peer: &Value) -> bool {
         let id = host::id_str(peer);
         self.members.get(&id).is_some_and(|p| {
             let c = Candidate {
@@ -659,13 +659,13 @@ impl View for MemberView<'_> {
         })
     }
 
-    fn busier_exists(&self, _me: &Value, cpu: f64) -> bool {
+    fn busier_exists(&mut self, _me: &Value, cpu: f64) -> bool {
         self.members
             .alive(self.now)
             .any(|p| p.id != self.me && p.plays != "draining" && p.used > cpu)
     }
 
-    fn neighbour(&self, _me: &Value) -> Option<Value> {
+    fn neighbour(&mut self, _me: &Value) -> Option<Value> {
         // The local group: live members in id order, cyclically, starting after this agent.
         let mut ids: Vec<String> = self
             .members

@@ -33,7 +33,8 @@ use super::engine::{Engine, Policy};
 use super::heuristics::{pabfd, Detector};
 use super::metrics::Negotiation;
 use crate::host::{
-    self, CoreConfig, HostAgent, HostLoad, Need, Output, Published, Rank, Resolved, View, VmLoad,
+    self, CoreConfig, HostAgent, HostLoad, Need, Output, Published, Rank, Recording, Resolved,
+    View, ViewCall, VmLoad,
 };
 use crate::time::Time;
 
@@ -164,6 +165,8 @@ pub struct Event {
     pub input: Input,
     /// What the agent returned.
     pub outputs: Vec<Output>,
+    /// What its view told it meanwhile.
+    pub view: Vec<ViewCall>,
 }
 
 /// An input to an agent.
@@ -242,6 +245,16 @@ impl KeelPolicy {
     /// The variant.
     pub fn variant(&self) -> Variant {
         self.variant
+    }
+
+    /// The interaction model.
+    pub fn program(&self) -> &Arc<Program> {
+        &self.program
+    }
+
+    /// The core settings its agents run with.
+    pub fn core_config(&self) -> CoreConfig {
+        core_config(self.variant, &self.transport)
     }
 
     /// Records every event fed to the agents from now on.
@@ -389,6 +402,20 @@ struct Round<'a> {
     log: Option<&'a mut Vec<Event>>,
 }
 
+/// Feeds one input to an agent: what the replay's driver does, and what a test does with a
+/// recorded event log.
+pub fn feed_agent(a: &mut HostAgent, now: Time, input: Input, view: &mut dyn View) -> Vec<Output> {
+    match input {
+        Input::Tick(load) => a.tick(now, load, view),
+        Input::Resume => a.resume(now, view),
+        Input::Lcc(env) => a.on_lcc(now, env, view),
+        Input::Neg(from, msg) => a.on_neg(now, &from, msg, view),
+        Input::Executed(neg) => a.on_executed(now, &neg, Ok(()), view),
+        Input::Timeout => a.timeout(now, view),
+        Input::Timer => a.on_timer(now, view),
+    }
+}
+
 fn host_of(id: &str) -> Option<usize> {
     id.parse().ok()
 }
@@ -396,22 +423,22 @@ fn host_of(id: &str) -> Option<usize> {
 impl Round<'_> {
     fn feed(&mut self, h: usize, now: Time, input: Input, view: &mut SimView<'_>) -> Vec<Output> {
         let a = &mut self.agents[h];
-        let logged = self.log.is_some().then(|| input.clone());
-        let out = match input {
-            Input::Tick(load) => a.tick(now, load, view),
-            Input::Resume => a.resume(now, view),
-            Input::Lcc(env) => a.on_lcc(now, env, view),
-            Input::Neg(from, msg) => a.on_neg(now, &from, msg, view),
-            Input::Executed(neg) => a.on_executed(now, &neg, Ok(()), view),
-            Input::Timeout => a.timeout(now, view),
-            Input::Timer => a.on_timer(now, view),
+        if self.log.is_none() {
+            return feed_agent(a, now, input, view);
+        }
+        let logged = input.clone();
+        let mut rec = Recording {
+            inner: view,
+            calls: Vec::new(),
         };
-        if let (Some(log), Some(input)) = (self.log.as_deref_mut(), logged) {
+        let out = feed_agent(a, now, input, &mut rec);
+        if let Some(log) = self.log.as_deref_mut() {
             log.push(Event {
                 host: h,
                 at: now,
-                input,
+                input: logged,
                 outputs: out.clone(),
+                view: rec.calls,
             });
         }
         out
@@ -614,7 +641,11 @@ impl<'e> SimView<'e> {
         let mut mem = vec![0.0; n];
         let mut nvms = vec![0; n];
         for (h, host) in e.hosts.iter().enumerate() {
-            for &v in host.vm_list.iter().filter(|v| !host.migrating_in.contains(v)) {
+            for &v in host
+                .vm_list
+                .iter()
+                .filter(|v| !host.migrating_in.contains(v))
+            {
                 cpu[h] += e.vms[v as usize].req;
                 mem[h] += mem_of(e, v as usize);
                 nvms[h] += 1;
@@ -856,7 +887,7 @@ impl View for SimView<'_> {
         }
     }
 
-    fn unstable(&self, peer: &Value) -> bool {
+    fn unstable(&mut self, peer: &Value) -> bool {
         host_id(peer).is_some_and(|h| self.unstable.get(h).copied().unwrap_or(false))
     }
 
@@ -864,7 +895,7 @@ impl View for SimView<'_> {
         self.variant.receiver_vetoes() && self.unstable(me)
     }
 
-    fn busier_exists(&self, me: &Value, cpu: f64) -> bool {
+    fn busier_exists(&mut self, me: &Value, cpu: f64) -> bool {
         let Some(h) = host_id(me) else {
             return false;
         };
@@ -872,7 +903,7 @@ impl View for SimView<'_> {
             .any(|x| x != h && !self.draining[x] && self.cpu[x] > cpu && self.nvms[x] > 0)
     }
 
-    fn neighbour(&self, me: &Value) -> Option<Value> {
+    fn neighbour(&mut self, me: &Value) -> Option<Value> {
         host_id(me).map(|h| Value::Int(self.group_next(h) as i64))
     }
 
