@@ -287,7 +287,8 @@ fn term_into(s: &mut String, t: &Term) {
         TermKind::Float(f) => s.push_str(&float(*f)),
         TermKind::Str(x) => s.push_str(&quote(x, '"')),
         TermKind::Compound { name, args } => {
-            if plain_ident(name) {
+            // `_name(...)` reads back as a functor; `Name(...)` would not.
+            if plain_ident(name) && name != "_" && !name.starts_with(char::is_uppercase) {
                 s.push_str(name);
             } else {
                 s.push_str(&quote(name, '\''));
