@@ -139,6 +139,15 @@ impl Gen<'_> {
     /// A constant as OK lexes it: lower-case or `$` first, then letters, digits, `_`, `$`, and
     /// `.`, `:`, `@` between identifier characters.
     fn name(&mut self) -> String {
+        if self.rng.pct(10) {
+            // Names that start like a keyword.
+            return self
+                .rng
+                .pick(&[
+                    "android", "order", "thenx", "nullify", "parx", "andy", "rr", "ab", "nota",
+                ])
+                .to_string();
+        }
         loop {
             let mut s = String::new();
             s.push(*self.rng.pick(&['m', 'p', 'q', 'x', 'g', '$', 'w', 'c']));
@@ -212,7 +221,8 @@ impl Gen<'_> {
             7 => self
                 .rng
                 .pick(&[
-                    "1.5", "2.", ".25", "3e2", "1.5e-3", "7f", "2.5D", "0x1.8p1", "1E+2d",
+                    "1.5", "2.", ".25", "3e2", "1.5e-3", "7f", "2.5D", "0x1.8p1", "1E+2d", "1.e5",
+                    ".5e-2f", "0X.8P-1", "0x1p3d", "007",
                 ])
                 .to_string(),
             _ => self
@@ -493,6 +503,12 @@ impl Gen<'_> {
             }
         }
         out.push(",".into());
+        if self.rng.pct(10) {
+            // The value may itself be an annotation.
+            self.annotation(out);
+            out.push(")".into());
+            return;
+        }
         out.push(self.name());
         if self.rng.pct(60) {
             out.push("(".into());

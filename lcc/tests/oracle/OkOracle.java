@@ -5,7 +5,8 @@
 //
 // Input: frames of `<byte length>\n<UTF-8 text>`. Output: one line per frame, in order:
 //   ok <normalised tree>      the text parsed
-//   err <message>             ParseException, TokenMgrError or any other throwable
+//   err <message>             ParseException or TokenMgrError: OK rejects the text
+//   crash <message> <where>   any other throwable: OK's parser failed on the text
 // The normalised tree is the S-expression ok_diff.rs builds from Keel's AST:
 //   (fw (hdr NAME KIND)... (clause ROLE/N BODY)...)
 //   BODY := (then B B) | (or B B) | (out MSG/N ROLE C) | (in MSG/N ROLE C) | (role ROLE/N) | (null C)
@@ -83,7 +84,15 @@ public class OkOracle {
             return sb.append(')').toString();
         } catch (Throwable t) {
             String m = String.valueOf(t.getMessage()).replace('\r', ' ').replace('\n', ' ');
-            return "err " + t.getClass().getSimpleName() + ": " + m;
+            String name = t.getClass().getSimpleName();
+            if (name.equals("ParseException") || name.equals("TokenMgrError")) {
+                return "err " + name + ": " + m;
+            }
+            // Anything else is OK failing on a text its grammar took (a crash, not a verdict).
+            StringBuilder where = new StringBuilder();
+            StackTraceElement[] st = t.getStackTrace();
+            for (int i = 0; i < Math.min(3, st.length); i++) where.append(" at ").append(st[i]);
+            return "crash " + name + ": " + m + where;
         }
     }
 
