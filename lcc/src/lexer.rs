@@ -506,6 +506,18 @@ mod tests {
     }
 
     #[test]
+    fn octal_escapes_read_back_what_the_printer_writes() {
+        for s in ["\u{0}4", "\u{0}", "a\u{0}\u{0}7x", "\u{0}8"] {
+            let printed = crate::print::string(s);
+            assert_eq!(kinds(&printed), vec![T::Str(s.into()), T::Eof], "{printed}");
+        }
+        assert_eq!(
+            kinds(r#""\101\7\0101""#),
+            vec![T::Str("A\u{7}\u{8}1".into()), T::Eof]
+        );
+    }
+
+    #[test]
     fn annotations_are_one_token() {
         let toks = lex("@annotation(@role(x), \")\") a").unwrap();
         assert_eq!(toks[0].kind, T::Annotation);

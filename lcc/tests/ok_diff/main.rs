@@ -105,6 +105,24 @@ fn name_arity(t: &Term) -> String {
     }
 }
 
+/// `name/N{args}` as OkOracle.java's `call`.
+fn call(t: &Term) -> String {
+    let args: Vec<String> = match &t.kind {
+        TermKind::Compound { args, .. } => args
+            .iter()
+            .map(|a| match &a.kind {
+                TermKind::Var(v) => v.clone(),
+                TermKind::Int(i) => format!("i:{i}"),
+                TermKind::Float(f) => format!("f:{:x}", f.to_bits()),
+                TermKind::Str(_) => "s".into(),
+                other => format!("?{other:?}"),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    format!("{}{{{}}}", name_arity(t), args.join(" "))
+}
+
 fn role_name(t: &Term) -> String {
     match &t.kind {
         TermKind::Compound { name, .. } | TermKind::Atom(name) => name.clone(),
@@ -119,7 +137,7 @@ fn flatten(c: &Constraint, out: &mut Vec<String>) {
             flatten(a, out);
             flatten(b, out);
         }
-        ConstraintKind::Call(t) => out.push(name_arity(t)),
+        ConstraintKind::Call(t) => out.push(call(t)),
         ConstraintKind::Compare { op, .. } => out.push(
             match op {
                 CmpOp::Unify => "=",
@@ -150,13 +168,13 @@ fn body(d: &Def) -> String {
         DefKind::Par(a, b) => format!("(par {} {})", body(a), body(b)),
         DefKind::Send { msg, to, guard } => format!(
             "(out {} {} {})",
-            name_arity(msg),
+            call(msg),
             role_name(&to.role),
             cons(guard.as_ref())
         ),
         DefKind::Recv { msg, from, guard } => format!(
             "(in {} {} {})",
-            name_arity(msg),
+            call(msg),
             role_name(&from.role),
             cons(guard.as_ref())
         ),

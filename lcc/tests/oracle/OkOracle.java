@@ -9,8 +9,10 @@
 //   crash <message> <where>   any other throwable: OK's parser failed on the text
 // The normalised tree is the S-expression ok_diff.rs builds from Keel's AST:
 //   (fw (hdr NAME KIND)... (clause ROLE/N BODY)...)
-//   BODY := (then B B) | (or B B) | (out MSG/N ROLE C) | (in MSG/N ROLE C) | (role ROLE/N) | (null C)
-//   C    := [K ...]  with K a call NAME/N or an operator = < > ==; `and` chains flattened.
+//   BODY := (then B B) | (or B B) | (out CALL ROLE C) | (in CALL ROLE C) | (role ROLE/N) | (null C)
+//   C    := [K ...]  with K a CALL or an operator = < > ==; `and` chains flattened.
+//   CALL := NAME/N{ARG ...}, ARG a variable's name, i:INT, f:BITS (the double's IEEE bits in hex)
+//           or s (a string: OK keeps escapes unprocessed, so contents are not compared).
 import java.io.BufferedInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.InputStream;
@@ -31,6 +33,7 @@ import org.openk.core.module.interpreter.lcc.ast.DefMessage;
 import org.openk.core.module.interpreter.lcc.ast.DefMethod;
 import org.openk.core.module.interpreter.lcc.ast.DefRole;
 import org.openk.core.module.interpreter.lcc.ast.DefRoleSemantics;
+import org.openk.core.module.interpreter.lcc.ast.DefVariable;
 import org.openk.core.module.interpreter.lcc.gen.ASTparse;
 import org.openk.core.module.interpreter.lcc.gen.LCCParser;
 import org.openk.core.module.interpreter.lcc.gen.LCCParserTreeConstants;
@@ -106,6 +109,24 @@ public class OkOracle {
         return m.getName() + "/" + (args == null ? 0 : args.size());
     }
 
+    /** `name/N{a1 a2 ...}`: each argument a variable's name, i:INT, f:BITS (IEEE, hex) or s. */
+    static String call(DefMethod m) {
+        List<DefVariable> args = m.getArguments();
+        StringBuilder sb = new StringBuilder(arity(m)).append('{');
+        if (args != null) {
+            for (int i = 0; i < args.size(); i++) {
+                if (i > 0) sb.append(' ');
+                Object v = args.get(i).getValue();
+                if (v == null) sb.append(args.get(i).getName());
+                else if (v instanceof Integer) sb.append("i:").append(v);
+                else if (v instanceof Double) sb.append("f:").append(Long.toHexString(Double.doubleToLongBits((Double) v)));
+                else if (v instanceof String) sb.append("s");
+                else sb.append("?").append(v.getClass().getSimpleName());
+            }
+        }
+        return sb.append('}').toString();
+    }
+
     static String agentRole(DefAgent a) {
         return a.isWildcard() ? "_" : a.getRole().getName();
     }
@@ -125,7 +146,7 @@ public class OkOracle {
             case LCCParserTreeConstants.JJTMESSAGEOUT: {
                 boolean out = n.getID() == LCCParserTreeConstants.JJTMESSAGEOUT;
                 DefMessage m = (DefMessage) n.data;
-                sb.append(out ? "(out " : "(in ").append(arity(m)).append(' ')
+                sb.append(out ? "(out " : "(in ").append(call(m)).append(' ')
                   .append(agentRole(out ? m.recipient : m.sender)).append(' ');
                 constraints(sb, n);
                 sb.append(')');
@@ -157,7 +178,7 @@ public class OkOracle {
         }
         DefConstraint c = (DefConstraint) n.data;
         switch (c.getType()) {
-            case DefConstraint.METHOD_CALL: ks.add(arity(c.getMethod())); break;
+            case DefConstraint.METHOD_CALL: ks.add(call(c.getMethod())); break;
             case DefConstraint.LESS_THAN: ks.add("<"); break;
             case DefConstraint.GREATER_THAN: ks.add(">"); break;
             case DefConstraint.EQUAL_TO: ks.add("=="); break;
