@@ -13,7 +13,8 @@
 //! The regression texts in `tests/ok_regressions/` (one per difference found and fixed) run too.
 //!
 //! `KEEL_LCC_DIFF_SEED` and `KEEL_LCC_DIFF_COUNT` change the seed and the count (the test command
-//! uses the defaults; `scripts/lcc-diff-long.sh` runs more). Without a Java runtime or without the
+//! uses the defaults; `scripts/lcc-diff-long.sh` runs more); `KEEL_LCC_DIFF_DUMP=FILE` writes
+//! every difference there. Without a Java runtime or without the
 //! oracle's jars the test prints why and passes, unless `KEEL_LCC_DIFF_REQUIRE=1`.
 
 mod gen;
@@ -459,6 +460,9 @@ fn generated_texts_against_ok() {
         t.ok_crashes,
         t.failures.len()
     );
+    if let Some(path) = std::env::var_os("KEEL_LCC_DIFF_DUMP") {
+        std::fs::write(&path, t.failures.join("\n")).expect("write KEEL_LCC_DIFF_DUMP");
+    }
     assert!(
         t.failures.is_empty(),
         "{} differences; the first ones:\n{}",
