@@ -15,8 +15,10 @@ step() { printf '\n== %s ==\n' "$*"; }
 # --- 1. System packages the tests need (Debian). -------------------------------------------------
 # pkg-config/libvirt-dev: the collector's libvirt helper (tests use the test:///default driver, no
 # daemon); victoria-metrics: the real time-series
-# server the collector's integration tests write to; zstd: unpacking the shared traces.
-APT_PACKAGES=(pkg-config libvirt-dev victoria-metrics zstd xz-utils)
+# server the collector's integration tests write to; zstd: unpacking the shared traces;
+# default-jre-headless: runs the OpenKnowledge LCC parser, the oracle of keel-lcc's differential
+# test (lcc/tests/ok_diff; its source-file launcher also compiles the small harness).
+APT_PACKAGES=(pkg-config libvirt-dev victoria-metrics zstd xz-utils default-jre-headless)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,7 +1,8 @@
 //! `keel-agent lcc`: check, format and run LCC interaction models.
 //!
-//! - `check FILE...`: parse and compile each file; print `file:line:col: message` per error on
-//!   stderr (with `--pretty`, a source excerpt too); exit 1 if any file has an error.
+//! - `check PATH...`: parse and compile each file (a folder stands for every `*.lcc` file under
+//!   it, in name order); print `file: ok` per good file on stdout and `file:line:col: message` per
+//!   error on stderr (with `--pretty`, a source excerpt too); exit 1 if any file has an error.
 //! - `fmt FILE [--check]`: print the file in canonical layout (comments are not kept); with
 //!   `--check`, print nothing and exit 1 if the file is not already in that layout.
 //! - `run PROTOCOL [--facts FACTS] [--roles ROLE:ID,...]`: play every role in one process on a
@@ -26,7 +27,8 @@ pub struct LccArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum LccCommand {
-    /// Parse and compile LCC files; report every error as file:line:col: message.
+    /// Parse and compile LCC files (or every *.lcc under a folder); report each file's verdict,
+    /// every error as file:line:col: message.
     Check(CheckArgs),
     /// Print an LCC file in canonical layout.
     Fmt(FmtArgs),
@@ -36,7 +38,7 @@ enum LccCommand {
 
 #[derive(Debug, clap::Args)]
 struct CheckArgs {
-    /// Files to check.
+    /// Files to check, or folders (every *.lcc file under them).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Also print each error with a source excerpt.
@@ -94,9 +96,42 @@ fn report(map: &SourceMap, errors: &[keel_lcc::Error], pretty: bool) {
     }
 }
 
+/// The `*.lcc` files under `dir`, recursively, in path order.
+fn lcc_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let mut entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading folder {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("reading folder {}", dir.display()))?;
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            lcc_files(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "lcc") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
 fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
+    let mut files = Vec::new();
     for path in &a.files {
+        if path.is_dir() {
+            let before = files.len();
+            if let Err(e) = lcc_files(path, &mut files) {
+                eprintln!("{}: {e:#}", path.display());
+                failed = true;
+            } else if files.len() == before {
+                eprintln!("{}: no .lcc files in this folder", path.display());
+                failed = true;
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    for path in &files {
         let src = match read(path) {
             Ok(s) => s,
             Err(e) => {
@@ -106,9 +141,12 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let map = SourceMap::new(path.display().to_string(), src.as_str());
-        if let Err(errors) = Program::compile(&src) {
-            report(&map, &errors, a.pretty);
-            failed = true;
+        match Program::compile(&src) {
+            Ok(_) => println!("{}: ok", path.display()),
+            Err(errors) => {
+                report(&map, &errors, a.pretty);
+                failed = true;
+            }
         }
     }
     Ok(if failed {

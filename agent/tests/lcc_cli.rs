@@ -61,6 +61,77 @@ fn check_rejects_with_file_line_col() {
 }
 
 #[test]
+fn check_on_a_folder_gives_each_files_verdict() {
+    let tmp = std::env::temp_dir().join(format!("keel-lcc-cli-dir-{}", std::process::id()));
+    let sub = tmp.join("nested");
+    std::fs::create_dir_all(&sub).unwrap();
+    let good = lcc_dir().join("examples/buyer_shopkeeper.lcc");
+    std::fs::copy(&good, tmp.join("a_good.lcc")).unwrap();
+    std::fs::copy(&good, sub.join("c_good.lcc")).unwrap();
+    std::fs::write(tmp.join("notes.txt"), "not LCC, not checked").unwrap();
+    // OK's form with a space before the annotation's `(`: accepted.
+    std::fs::write(
+        tmp.join("b_annotated.lcc"),
+        "r(p, initial)\n@annotation (@role(p), x)\na(p, I) :: null <- ready()\n",
+    )
+    .unwrap();
+    let out = run(&["check", tmp.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let verdicts = |o: &Output| {
+        text(&o.stdout)
+            .lines()
+            .map(|l| l.replace(&format!("{}/", tmp.display()), ""))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        verdicts(&out),
+        [
+            "a_good.lcc: ok",
+            "b_annotated.lcc: ok",
+            "nested/c_good.lcc: ok"
+        ]
+    );
+
+    // A constraint whose functor is a variable is not LCC: that file fails with its position,
+    // the others still get their verdict, and the exit status is 1.
+    std::fs::write(
+        sub.join("d_bad.lcc"),
+        "r(p, initial)\na(p, I) ::\n  null <- C1(I)\n",
+    )
+    .unwrap();
+    let out = run(&["check", tmp.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        verdicts(&out),
+        [
+            "a_good.lcc: ok",
+            "b_annotated.lcc: ok",
+            "nested/c_good.lcc: ok"
+        ]
+    );
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{}:3:11: a variable cannot be a functor: `C1(...)` (write an atom: lower-case or \
+             quoted)\n",
+            sub.join("d_bad.lcc").display()
+        )
+    );
+
+    // A folder without LCC files is an error too.
+    let empty = tmp.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = run(&["check", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no .lcc files"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
 fn fmt_prints_canonical_text_and_check_detects_it() {
     let src = lcc_dir().join("examples/buyer_shopkeeper.lcc");
     let out = run(&["fmt", src.to_str().unwrap()]);

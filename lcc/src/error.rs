@@ -98,6 +98,9 @@ pub enum SyntaxError {
     /// A constraint that is not a predicate call (a number, a string, a variable, a list).
     #[error("`{0}` cannot be used as a constraint")]
     BadConstraint(String),
+    /// A compound term whose functor is a variable (`C1(X)`).
+    #[error("a variable cannot be a functor: `{0}(...)` (write an atom: lower-case or quoted)")]
+    VarFunctor(String),
     /// Nesting beyond the parser's limit.
     #[error("nesting deeper than {0} levels")]
     TooDeep(usize),

@@ -595,6 +595,13 @@ impl<'a> Parser<'a> {
                     _ => self.text(span).to_owned(),
                 };
                 if self.at(&TokenKind::LParen) {
+                    // A functor is an atom. `_name` is one too: OK's lexer reads it as a constant
+                    // (LiJ's `_findPeers(...)`), but `C1(X)` and `_(X)` are not LCC.
+                    if t.kind == TokenKind::Var
+                        && (name == "_" || name.starts_with(|c: char| c.is_uppercase()))
+                    {
+                        return Err(Error::new(SyntaxError::VarFunctor(name), span));
+                    }
                     return self.compound(name, span, depth);
                 }
                 match t.kind {

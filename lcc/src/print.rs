@@ -223,11 +223,14 @@ fn is_plain_atom(s: &str) -> bool {
 fn quote(s: &str, q: char) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push(q);
-    for c in s.chars() {
+    let mut cs = s.chars().peekable();
+    while let Some(c) = cs.next() {
         match c {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
+            // Escapes are octal (as in Java and OK), so `\0` before a digit 0-7 needs all three.
+            '\0' if cs.peek().is_some_and(|d| ('0'..='7').contains(d)) => out.push_str("\\000"),
             '\0' => out.push_str("\\0"),
             '\\' => out.push_str("\\\\"),
             c if c == q => {
@@ -287,7 +290,8 @@ fn term_into(s: &mut String, t: &Term) {
         TermKind::Float(f) => s.push_str(&float(*f)),
         TermKind::Str(x) => s.push_str(&quote(x, '"')),
         TermKind::Compound { name, args } => {
-            if plain_ident(name) {
+            // `_name(...)` reads back as a functor; `Name(...)` would not.
+            if plain_ident(name) && name != "_" && !name.starts_with(char::is_uppercase) {
                 s.push_str(name);
             } else {
                 s.push_str(&quote(name, '\''));
