@@ -492,13 +492,18 @@ impl HostAgent {
         // A VM whose commit is under way or queued is promised already: out of the plan, and
         // never agreed twice. A queued one no longer on the host is dropped.
         let current = self.neg.current().map(|(_, vm, _, _)| vm.to_string());
-        st.commits.retain(|(vm, _, _)| st.keys.contains(vm));
-        let promised: Vec<String> = st
-            .commits
-            .iter()
-            .map(|c| c.0.clone())
-            .chain(current)
-            .collect();
+        if !st.commits.is_empty() {
+            st.commits.retain(|(vm, _, _)| st.keys.contains(vm));
+        }
+        let promised: Vec<String> = if st.commits.is_empty() && current.is_none() {
+            Vec::new()
+        } else {
+            st.commits
+                .iter()
+                .map(|c| c.0.clone())
+                .chain(current)
+                .collect()
+        };
         for vm in promised {
             if let Some(i) = st.index_of(&vm) {
                 if st.here[i] {
