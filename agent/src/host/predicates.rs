@@ -245,7 +245,7 @@ impl Knowledge for Preds<'_, '_> {
             ("draining", 3) => {
                 let thr = num(&args[0])?;
                 let u = cx.st.util();
-                if !cx.cfg.gives_vms || !(u > 0.0 && u < thr) || cx.st.incoming {
+                if !(cx.cfg.gives_vms && u > 0.0 && u < thr) || cx.st.incoming {
                     return Ok(None);
                 }
                 // Drain only towards a busier running host that is not draining itself: the

@@ -21,9 +21,9 @@ pub enum Term {
     /// A string.
     S(String),
     /// `name(args...)`.
-    C(String, Vec<Term>),
+    C(String, Vec<Self>),
     /// A list: items, then the tail (`None` for `[]`).
-    L(Vec<Term>, Option<Box<Term>>),
+    L(Vec<Self>, Option<Box<Self>>),
     /// An unbound variable.
     V(u32),
 }
