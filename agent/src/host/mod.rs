@@ -340,6 +340,8 @@ pub struct HostAgent {
     busy_since: Option<Time>,
     /// Whether the peer's role is not a listening one (kept from the last step).
     busy: bool,
+    /// The peer's role name after the last step.
+    role: String,
 }
 
 impl HostAgent {
@@ -367,6 +369,7 @@ impl HostAgent {
             moved_out: HashMap::new(),
             busy_since: None,
             busy: false,
+            role: String::new(),
         })
     }
 
@@ -382,7 +385,10 @@ impl HostAgent {
 
     /// The interaction model's current role (its name).
     pub fn role_name(&self) -> String {
-        self.peer.role().name().unwrap_or("?").to_string()
+        if self.role.is_empty() {
+            return self.peer.role().name().unwrap_or("?").to_string();
+        }
+        self.role.clone()
     }
 
     /// Whether the peer is waiting in the middle of an exchange (not in a listening role).
@@ -703,6 +709,11 @@ impl HostAgent {
             });
         }
         let role = self.peer.role();
+        let name = role.name().unwrap_or("?");
+        if self.role != name {
+            self.role.clear();
+            self.role.push_str(name);
+        }
         self.busy = self.role_is_busy(&role);
         if self.busy {
             self.busy_since.get_or_insert(now);
@@ -710,21 +721,16 @@ impl HostAgent {
             self.busy_since = None;
         }
         self.start_commits(now, view, out);
-        self.publish_role(&role, view);
+        self.publish(view);
     }
 
     fn publish(&self, view: &mut dyn View) {
-        let role = self.peer.role();
-        self.publish_role(&role, view);
-    }
-
-    fn publish_role(&self, role: &Value, view: &mut dyn View) {
         view.publish(
             &self.me,
             &Published {
                 cpu: self.st.cpu,
                 mem: self.st.mem,
-                role: role.name().unwrap_or("?"),
+                role: &self.role,
                 draining: self.st.draining,
                 vms: self.st.planned_vms(),
             },

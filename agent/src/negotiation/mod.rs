@@ -282,6 +282,8 @@ pub struct Negotiator {
     /// Recently finished target negotiations, so that a repeated `Done` is acknowledged and a
     /// repeated `Offer` is not mistaken for a new one.
     closed: VecDeque<NegId>,
+    /// The same ids, for lookups.
+    closed_set: std::collections::HashSet<NegId>,
     counts: NegCounts,
 }
 
@@ -297,6 +299,7 @@ impl Negotiator {
             out: None,
             reservations: HashMap::new(),
             closed: VecDeque::new(),
+            closed_set: std::collections::HashSet::new(),
             counts: NegCounts::default(),
         }
     }
@@ -420,8 +423,11 @@ impl Negotiator {
             _ => {}
         }
         self.closed.push_back(neg.clone());
+        self.closed_set.insert(neg.clone());
         if self.closed.len() > CLOSED_MEMORY {
-            self.closed.pop_front();
+            if let Some(old) = self.closed.pop_front() {
+                self.closed_set.remove(&old);
+            }
         }
         vec![Action::Finished(Record {
             neg: neg.clone(),
@@ -459,7 +465,7 @@ impl Negotiator {
                     };
                     return vec![reply(m)];
                 }
-                if self.closed.contains(&neg) {
+                if self.closed_set.contains(&neg) {
                     self.counts.stray += 1;
                     return Vec::new();
                 }
