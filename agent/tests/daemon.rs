@@ -881,3 +881,70 @@ async fn directory_mode_finds_peers_and_drops_a_dead_one() {
         h.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_switches_the_interaction_model_and_a_bad_one_is_refused_with_its_position() {
+    use keel_agent::node::policy::Bundle;
+    let signer = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let fleet = SimFleet::new(&[("a-1", "a", 600.0), ("b-1", "b", 100.0)]);
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mk = |id: &str, i: usize, seeds| {
+        let mut c = cfg(id, seeds);
+        c.policy_key = Some(signer.verifying_key());
+        c.policy_dir = Some(dirs[i].path().to_path_buf());
+        c
+    };
+    let a = start(&fleet, mk("a", 0, vec![]), Arc::new(NoModel)).await;
+    let b = start(&fleet, mk("b", 1, vec![a.addr]), Arc::new(NoModel)).await;
+    for h in [&a, &b] {
+        assert!(wait_status(h, Duration::from_secs(5), |s| s.peers.len() == 1).await);
+        assert_eq!(h.status().model, "protocols/seed.lcc");
+    }
+    let mut ev = a.events();
+    // A model calling a predicate no agent registers: refused with its position, seed stays.
+    let bad = "r(idle, initial)\na(idle, H) ::\n   null <- teleport(H)\n";
+    let files = std::collections::BTreeMap::from([("migration.lcc".to_string(), bad.to_string())]);
+    keel_agent::daemon::send_bundle(key(), Bundle::sign(&signer, 2, files).unwrap(), &[a.addr])
+        .await
+        .unwrap();
+    let e = wait_event(&mut ev, Duration::from_secs(5), |e| {
+        matches!(e, NodeEvent::BundleRefused(_) | NodeEvent::BundleAdopted(_))
+    })
+    .await;
+    match e {
+        Some(NodeEvent::BundleRefused(why)) => {
+            assert!(why.contains("teleport/1 (3:12)"), "{why}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(wait_status(&a, Duration::from_secs(2), |s| s.lcc.models_refused == 1).await);
+    assert_eq!(a.status().model, "protocols/seed.lcc");
+    assert_eq!(a.status().policy_version, 0);
+    // Peer group, published to a only: both agents switch without a restart and run it.
+    let pg = include_str!("../protocols/peer-group.lcc");
+    let files = std::collections::BTreeMap::from([("migration.lcc".to_string(), pg.to_string())]);
+    keel_agent::daemon::send_bundle(key(), Bundle::sign(&signer, 3, files).unwrap(), &[a.addr])
+        .await
+        .unwrap();
+    for h in [&a, &b] {
+        assert!(
+            wait_status(h, Duration::from_secs(5), |s| s.model
+                == "bundle v3/migration.lcc"
+                && s.lcc.models_adopted == 1)
+            .await,
+            "{} did not switch: {:?}",
+            h.id,
+            h.status().model
+        );
+    }
+    // a, between 0.3 and 0.9 of its CPU, is a member of the peer group: a role only that model
+    // has, shown on the status page.
+    assert!(
+        wait_status(&a, Duration::from_secs(5), |s| s.plays == "member").await,
+        "a plays {}",
+        a.status().plays
+    );
+    for h in [a, b] {
+        h.shutdown().await;
+    }
+}
