@@ -738,13 +738,14 @@ fn series_names_are_distinct_and_totals_are_not_double_counted_in_victoria_metri
     ] {
         let Some(want) = want else { continue };
         let q = format!("sum({metric}{{host=\"it-names\"}})");
-        let got = instant(&vm, &q, at);
-        assert_eq!(got.len(), 1, "{q}: {got:?}");
-        assert!(
-            (got[0].1 - want).abs() <= 1e-9 * want.abs().max(1.0),
-            "{q} = {} but the host row says {want}",
-            got[0].1
-        );
+        // Just-written points can take a moment to reach the query path (export sees them
+        // first), so wait for the value rather than sampling once.
+        let mut got = Vec::new();
+        let same = poll_until(Duration::from_secs(15), || {
+            got = instant(&vm, &q, at);
+            (got.len() == 1 && (got[0].1 - want).abs() <= 1e-9 * want.abs().max(1.0)).then_some(())
+        });
+        assert!(same.is_some(), "{q} = {got:?} but the host row says {want}");
         let n = instant(&vm, &format!("count({metric}{{host=\"it-names\"}})"), at);
         assert_eq!(n[0].1, 1.0, "{metric}: one series per host, not {n:?}");
     }
