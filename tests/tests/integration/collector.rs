@@ -807,7 +807,7 @@ fn repeated_sigkill_under_load_loses_at_most_the_round_in_progress_in_either_out
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| !p.extension().is_some_and(|e| e == "parquet"))
+        .filter(|p| p.extension().is_none_or(|e| e != "parquet"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let in_parquet = parquet_round_list(&pq, host);
