@@ -103,8 +103,9 @@ printf '%-40s %8s\n' "VmHWM (peak over the run)" "$(mb "$hwm")"
 printf 'returns to idle footprint (after <= idle + 0.5 MB): %s\n' \
   "$(awk -v a="$after" -v i="$idle" 'BEGIN {print (a <= i + 512 ? "yes" : "NO")}')"
 
-# Rounds in both outputs: Parquet rows (shutdown counters), host_cpu_util points in the database.
-start_vm
+# Rounds in both outputs: Parquet rows (shutdown counters), host_cpu_util points in the database
+# (after a pause: VictoriaMetrics makes new points searchable within about a second).
+sleep 3
 # No VM source here: one Parquet row per round.
 pq_rounds=$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/collector.log" | grep 'counters (shutdown)' |
   grep -o 'parquet_rows_written=[0-9]*' | cut -d= -f2)
