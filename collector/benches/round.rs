@@ -9,6 +9,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use keel_collector::internal_events::Stats;
 use keel_collector::sinks::influx::encode;
+use keel_collector::sinks::influx::spool::Spool;
 use keel_collector::sinks::parquet::{ParquetSettings, ParquetSink};
 use keel_collector::sources::host::{HostConfig, HostSource};
 use keel_collector::sources::Round;
@@ -61,6 +62,23 @@ fn benches(c: &mut Criterion) {
         .expect("sink");
         b.iter(|| sink.write(r.ts_ms, &r.samples).expect("write"));
         sink.flush().expect("flush");
+    });
+    // A round's lines appended to the spool's journal (what each round costs the InfluxDB sink
+    // before anything is sent), sealed into a batch every 10 rounds as with a 10x flush interval.
+    let lines = encode::round_lines(&r);
+    c.bench_function("spool_append_round", |b| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut spool = Spool::open(dir.path(), 1 << 30).expect("spool");
+        let mut n = 0u64;
+        b.iter(|| {
+            spool.append(&lines).expect("append");
+            n += 1;
+            if n % 10 == 0 {
+                spool.seal().expect("seal");
+                let seq = spool.oldest().expect("a batch");
+                spool.remove(seq).expect("remove");
+            }
+        });
     });
 }
 

@@ -150,7 +150,7 @@ pub struct FileInflux {
     pub spool_dir: Option<PathBuf>,
     /// Spool cap in bytes.
     pub spool_max_bytes: Option<u64>,
-    /// In-memory queue capacity in lines.
+    /// Ignored: lines go straight to the spool's journal (kept so older files still load).
     pub queue_lines: Option<usize>,
 }
 

@@ -19,9 +19,10 @@ pub struct Stats {
     pub parquet_files: AtomicU64,
     /// Lines acknowledged by InfluxDB (2xx).
     pub influx_lines_sent: AtomicU64,
-    /// Lines written to the spool.
+    /// Lines written to the spool (every line is, before it is sent).
     pub influx_lines_spooled: AtomicU64,
-    /// Lines dropped because the in-memory queue was full.
+    /// Lines dropped because the in-memory queue was full (no longer used: lines go straight
+    /// to the spool; kept so the `keel_collector` fields stay the same).
     pub dropped_queue: AtomicU64,
     /// Lines dropped at the spool's byte cap.
     pub dropped_spool: AtomicU64,
@@ -35,32 +36,48 @@ pub struct Stats {
     pub helper_restarts: AtomicU64,
 }
 
-/// A point-in-time copy of [`Stats`], as `(name, value)` pairs in a fixed order.
-pub type Snapshot = [(&'static str, u64); 12];
+/// Names of the counters, in [`Stats::snapshot`] order (the fields of the `keel_collector`
+/// measurement).
+pub const COUNTER_NAMES: [&str; 12] = [
+    "rounds",
+    "samples_taken",
+    "parquet_rows_written",
+    "parquet_files",
+    "influx_lines_sent",
+    "influx_lines_spooled",
+    "dropped_queue",
+    "dropped_spool",
+    "dropped_rejected",
+    "source_errors",
+    "source_timeouts",
+    "helper_restarts",
+];
+
+/// A point-in-time copy of [`Stats`], as `(name, value)` pairs in [`COUNTER_NAMES`] order.
+pub type Snapshot = [(&'static str, u64); COUNTER_NAMES.len()];
 
 impl Stats {
+    fn counters(&self) -> [&AtomicU64; COUNTER_NAMES.len()] {
+        [
+            &self.rounds,
+            &self.samples_taken,
+            &self.parquet_rows_written,
+            &self.parquet_files,
+            &self.influx_lines_sent,
+            &self.influx_lines_spooled,
+            &self.dropped_queue,
+            &self.dropped_spool,
+            &self.dropped_rejected,
+            &self.source_errors,
+            &self.source_timeouts,
+            &self.helper_restarts,
+        ]
+    }
+
     /// Copies the counters.
     pub fn snapshot(&self) -> Snapshot {
-        [
-            ("rounds", self.rounds.load(Relaxed)),
-            ("samples_taken", self.samples_taken.load(Relaxed)),
-            (
-                "parquet_rows_written",
-                self.parquet_rows_written.load(Relaxed),
-            ),
-            ("parquet_files", self.parquet_files.load(Relaxed)),
-            ("influx_lines_sent", self.influx_lines_sent.load(Relaxed)),
-            (
-                "influx_lines_spooled",
-                self.influx_lines_spooled.load(Relaxed),
-            ),
-            ("dropped_queue", self.dropped_queue.load(Relaxed)),
-            ("dropped_spool", self.dropped_spool.load(Relaxed)),
-            ("dropped_rejected", self.dropped_rejected.load(Relaxed)),
-            ("source_errors", self.source_errors.load(Relaxed)),
-            ("source_timeouts", self.source_timeouts.load(Relaxed)),
-            ("helper_restarts", self.helper_restarts.load(Relaxed)),
-        ]
+        let c = self.counters();
+        std::array::from_fn(|i| (COUNTER_NAMES[i], c[i].load(Relaxed)))
     }
 
     /// Logs the counters at INFO.
@@ -80,25 +97,6 @@ impl Stats {
             source_timeouts = s[10].1,
             helper_restarts = s[11].1,
             "Collector counters ({why})."
-        );
-    }
-}
-
-/// Lines dropped from the full in-memory queue.
-#[derive(Debug)]
-pub struct QueueOverflow {
-    /// Lines dropped this time.
-    pub lines: u64,
-}
-
-impl QueueOverflow {
-    /// Logs and counts.
-    pub fn emit(&self, stats: &Stats) {
-        let total = stats.dropped_queue.fetch_add(self.lines, Relaxed) + self.lines;
-        tracing::warn!(
-            lines = self.lines,
-            total,
-            "In-memory queue full; dropped the oldest lines."
         );
     }
 }
@@ -136,7 +134,7 @@ impl Spooled {
     pub fn emit(&self, stats: &Stats) {
         stats.influx_lines_spooled.fetch_add(self.lines, Relaxed);
         stats.dropped_spool.fetch_add(self.dropped, Relaxed);
-        tracing::debug!(lines = self.lines, "Batch spooled to disk.");
+        tracing::debug!(lines = self.lines, "Round spooled to disk.");
     }
 }
 
@@ -170,5 +168,72 @@ impl ParquetFileWritten<'_> {
         stats.parquet_files.fetch_add(1, Relaxed);
         stats.parquet_rows_written.fetch_add(self.rows, Relaxed);
         tracing::info!(path = %self.path.display(), rows = self.rows, "Parquet file written.");
+    }
+}
+
+/// The database stopped accepting writes (the first failure of an outage).
+#[derive(Debug)]
+pub struct InfluxOutageBegan<'a> {
+    /// Why the first request failed.
+    pub reason: &'a str,
+    /// Sealed batches in the spool at that moment.
+    pub spooled_batches: usize,
+}
+
+impl InfluxOutageBegan<'_> {
+    /// Logs (the counters move with each spooled line, not here).
+    pub fn emit(&self, _stats: &Stats) {
+        tracing::warn!(
+            reason = self.reason,
+            spooled_batches = self.spooled_batches,
+            "InfluxDB write failed; outage begun, keeping every line in the spool and retrying with back-off."
+        );
+    }
+}
+
+/// The database accepted a write again after an outage.
+#[derive(Debug)]
+pub struct InfluxOutageEnded {
+    /// How long the outage lasted.
+    pub seconds: f64,
+    /// Requests that failed during it.
+    pub failed_requests: u64,
+    /// Sealed batches still to replay.
+    pub backlog_batches: usize,
+    /// Bytes still to replay.
+    pub backlog_bytes: u64,
+}
+
+impl InfluxOutageEnded {
+    /// Logs.
+    pub fn emit(&self, stats: &Stats) {
+        tracing::info!(
+            outage_s = self.seconds,
+            failed_requests = self.failed_requests,
+            backlog_batches = self.backlog_batches,
+            backlog_bytes = self.backlog_bytes,
+            dropped_spool = stats.dropped_spool.load(Relaxed),
+            "InfluxDB is accepting writes again; outage ended, replaying the spool."
+        );
+    }
+}
+
+/// The spool was sent in full after an outage (or after a start with a non-empty spool).
+#[derive(Debug)]
+pub struct SpoolReplayed {
+    /// Lines delivered since the replay began.
+    pub lines: u64,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+impl SpoolReplayed {
+    /// Logs.
+    pub fn emit(&self, _stats: &Stats) {
+        tracing::info!(
+            lines = self.lines,
+            seconds = self.seconds,
+            "Spool replayed; the database is up to date."
+        );
     }
 }

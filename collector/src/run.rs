@@ -5,9 +5,13 @@
 //! polls (for rates) is measured on the monotonic clock too, so a wall-clock step does not bend
 //! a rate. Each round reads the wall clock once and stamps every row with it.
 //!
+//! A round is written to both outputs before the next one starts: its Parquet rows to the open
+//! file's write-ahead log, its lines to the InfluxDB spool's journal. A SIGKILL therefore loses
+//! at most the round in progress.
+//!
 //! Shutdown (the token is cancelled on SIGINT/SIGTERM, after `--duration`, or after the single
-//! round of `--once`) finishes the open Parquet file and lets the InfluxDB sink spool and deliver
-//! what is queued, then returns the counters.
+//! round of `--once`) finishes the open Parquet file and lets the InfluxDB sink deliver what is
+//! spooled until the deadline, then returns the counters.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -17,10 +21,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::buffer::SharedQueue;
 use crate::config::Settings;
 use crate::error::Result;
-use crate::internal_events::{QueueOverflow, Stats};
+use crate::internal_events::Stats;
 use crate::sinks::influx::encode;
 use crate::sinks::influx::InfluxSink;
 use crate::sinks::parquet::ParquetSink;
@@ -29,8 +32,7 @@ use crate::sources::host::{HostConfig, HostSource};
 use crate::sources::libvirt::LibvirtSource;
 use crate::sources::Round;
 
-/// Measurement of the self-metrics.
-pub const M_SELF: &str = "keel_collector";
+pub use crate::series::M_SELF;
 
 /// Milliseconds since the epoch, now.
 pub fn wall_ms() -> i64 {
@@ -111,6 +113,7 @@ impl Sources {
 /// Sinks that cannot start (an uncreatable directory, a bad InfluxDB URL).
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Arc<Stats>> {
     tracing::debug!(?settings, "Resolved settings.");
+    log_start(&settings);
     let stats = Arc::new(Stats::default());
     let mut parquet = settings
         .parquet
@@ -119,12 +122,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Arc<
         .transpose()?;
     let tracker = TaskTracker::new();
     let sink_stop = CancellationToken::new();
-    let queue = match settings.influx.clone() {
+    let spool = match settings.influx.clone() {
         Some(i) => {
-            let q = SharedQueue::new(i.queue_lines);
             let sink = InfluxSink::new(i, Arc::clone(&stats))?;
-            tracker.spawn(sink.run(q.clone(), sink_stop.clone(), settings.shutdown_deadline));
-            Some(q)
+            let w = sink.writer();
+            tracker.spawn(sink.run(sink_stop.clone(), settings.shutdown_deadline));
+            Some(w)
         }
         None => None,
     };
@@ -179,7 +182,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Arc<
                 tracing::error!(error = %e, "Parquet write failed; the open file is abandoned.");
             }
         }
-        if let Some(q) = &queue {
+        if let Some(w) = &spool {
             let mut lines = encode::round_lines(&round);
             let snap = stats.snapshot();
             lines.extend(encode::line(
@@ -188,11 +191,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Arc<
                 snap.iter().map(|(k, v)| (*k, *v as f64)),
                 round.ts_ms,
             ));
-            let dropped = q.push_all(lines);
-            if dropped > 0 {
-                QueueOverflow { lines: dropped }.emit(&stats);
-            }
+            w.push(&lines);
         }
+        tracing::debug!(
+            ts_ms = round.ts_ms,
+            rows = round.samples.len(),
+            points = round.details.len(),
+            source_errors = polled.errors,
+            "Round written."
+        );
         if last_stats_log.elapsed() >= settings.stats_interval {
             stats.log("periodic");
             last_stats_log = Instant::now();
@@ -211,6 +218,43 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<Arc<
     tracker.wait().await;
     stats.log("shutdown");
     Ok(stats)
+}
+
+/// The start line: what this run will do, in one INFO event (the full settings are at DEBUG).
+fn log_start(s: &Settings) {
+    let parquet = s.parquet.as_ref().map_or_else(
+        || "off".to_owned(),
+        |p| format!("{} (rotate {:?})", p.dir.display(), p.rotate),
+    );
+    let influx = s.influx.as_ref().map_or_else(
+        || "off".to_owned(),
+        |i| {
+            format!(
+                "{} org={} bucket={} spool={} (cap {} B, batch {} lines, flush {:?})",
+                i.url,
+                i.org,
+                i.bucket,
+                i.spool_dir.display(),
+                i.spool_max_bytes,
+                i.batch_lines,
+                i.flush_interval
+            )
+        },
+    );
+    let vms = match (&s.libvirt, &s.cgroup_root) {
+        (Some(l), _) => format!("libvirt {}", l.uri),
+        (None, Some(r)) => format!("cgroup {}", r.display()),
+        (None, None) => "off".to_owned(),
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        host_id = %s.host_id,
+        interval = ?s.interval,
+        parquet = %parquet,
+        influx = %influx,
+        vms = %vms,
+        "Collector started."
+    );
 }
 
 #[cfg(test)]

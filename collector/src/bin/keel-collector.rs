@@ -11,7 +11,13 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli.log.init();
+    // Lifecycle events (start, outages, shutdown counters) are INFO: a manual run shows them
+    // without flags. `-v` and `--log-filter`/`LOG_FILTER` work as in the other binaries.
+    let mut log = cli.log.clone();
+    if log.log_filter.is_none() && log.verbose == 0 {
+        log.log_filter = Some("info".to_owned());
+    }
+    log.init();
     let settings = match load(&cli) {
         Ok(s) => s,
         Err(e) => {

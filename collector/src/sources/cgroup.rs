@@ -23,8 +23,7 @@ use keel_core::schema::{Metrics, Sample};
 use super::{Detail, Round};
 use crate::rate::Rate;
 
-/// Measurement of cgroup-discovered VM detail.
-pub const M_VM_CGROUP: &str = "vm_cgroup";
+pub use crate::series::M_VM_CGROUP;
 
 /// Which cgroup layout a root has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,6 +409,8 @@ mod tests {
         s.proc_root = fixture(&format!("{layout}/t1/proc"));
         let mut r = Round::default();
         s.poll(&mut r, 2.0, "h1");
+        assert!(!r.details.is_empty());
+        crate::series::check_round(&r).expect("every point is in the series catalogue");
         r
     }
 

@@ -18,14 +18,9 @@ use procfs::{FromBufRead, FromBufReadSI};
 use super::{Detail, Round};
 use crate::rate::{Monotonic, Rate};
 
-/// Measurement of the per-mode CPU breakdown.
-pub const M_HOST_CPU: &str = "host_cpu";
-/// Measurement of per-interface network rates.
-pub const M_HOST_NET: &str = "host_net";
-/// Measurement of per-device disk rates.
-pub const M_HOST_DISK: &str = "host_disk";
-/// Measurement of load averages and memory detail.
-pub const M_HOST_SYSTEM: &str = "host_system";
+pub use crate::series::{
+    CPU_MODES as MODES, M_HOST_BLOCKDEV, M_HOST_CPU_MODE, M_HOST_NETDEV, M_HOST_SYSTEM,
+};
 
 /// Where and what to read.
 #[derive(Debug, Clone)]
@@ -40,11 +35,6 @@ pub struct HostConfig {
     /// interface unless `lo`). VM taps and bridges double-count guest traffic on a hypervisor.
     pub net_exclude: Vec<String>,
 }
-
-/// The CPU modes of `/proc/stat` we account, in order (`guest` time is already inside `user`).
-pub const MODES: [&str; 8] = [
-    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
-];
 
 #[derive(Debug, Default)]
 struct DevState {
@@ -190,7 +180,7 @@ impl HostSource {
                 m.cpu_iowait = Some(f.modes[4]);
                 m.cpu_steal = stats.total.steal.map(|_| f.modes[7]);
                 round.details.push(Detail {
-                    measurement: M_HOST_CPU,
+                    measurement: M_HOST_CPU_MODE,
                     tags: vec![("host", host.to_owned())],
                     fields: MODES.iter().copied().zip(f.modes).collect(),
                 });
@@ -270,7 +260,7 @@ impl HostSource {
                     any = true;
                 }
                 round.details.push(Detail {
-                    measurement: M_HOST_NET,
+                    measurement: M_HOST_NETDEV,
                     tags: vec![("host", host.to_owned()), ("interface", name.clone())],
                     fields: vec![("rx_kib_s", rx), ("tx_kib_s", tx)],
                 });
@@ -328,7 +318,7 @@ impl HostSource {
                 wr += w;
                 any = true;
                 round.details.push(Detail {
-                    measurement: M_HOST_DISK,
+                    measurement: M_HOST_BLOCKDEV,
                     tags: vec![("host", host.to_owned()), ("device", d.name.clone())],
                     fields: vec![("read_kib_s", r), ("write_kib_s", w)],
                 });
@@ -424,6 +414,7 @@ mod tests {
             ..Round::default()
         };
         s.poll(&mut r, 2.0);
+        crate::series::check_round(&r).expect("every point is in the series catalogue");
         r
     }
 
@@ -455,7 +446,7 @@ mod tests {
         let cpu = r
             .details
             .iter()
-            .find(|d| d.measurement == M_HOST_CPU)
+            .find(|d| d.measurement == M_HOST_CPU_MODE)
             .unwrap();
         let sum: f64 = cpu.fields.iter().map(|(_, v)| v).sum();
         assert_abs_diff_eq!(sum, 1.0, epsilon = 1e-12);
@@ -471,7 +462,7 @@ mod tests {
         let nets: Vec<_> = r
             .details
             .iter()
-            .filter(|d| d.measurement == M_HOST_NET)
+            .filter(|d| d.measurement == M_HOST_NETDEV)
             .map(|d| d.tags[1].1.as_str())
             .collect();
         assert_eq!(
@@ -485,7 +476,7 @@ mod tests {
         let disks: Vec<_> = r
             .details
             .iter()
-            .filter(|d| d.measurement == M_HOST_DISK)
+            .filter(|d| d.measurement == M_HOST_BLOCKDEV)
             .map(|d| d.tags[1].1.as_str())
             .collect();
         assert_eq!(disks, ["sda", "nvme0n1"]);

@@ -21,7 +21,7 @@ use keel_core::schema::Sample;
 /// One breakdown point for the InfluxDB sink: `measurement,tags fields ts`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detail {
-    /// Measurement name (a `snake_case` constant, e.g. `host_net`).
+    /// Measurement name (a `snake_case` constant, e.g. `host_netdev`; see [`crate::series`]).
     pub measurement: &'static str,
     /// Tag pairs (e.g. `interface=eth0`).
     pub tags: Vec<(&'static str, String)>,

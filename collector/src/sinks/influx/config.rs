@@ -39,6 +39,6 @@ pub struct InfluxSettings {
     pub spool_dir: PathBuf,
     /// Spool byte cap.
     pub spool_max_bytes: u64,
-    /// In-memory queue capacity, in lines.
+    /// Ignored: lines go straight to the spool's journal (kept so older files still load).
     pub queue_lines: usize,
 }

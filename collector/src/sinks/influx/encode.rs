@@ -1,7 +1,8 @@
 //! Line protocol encoding, by hand with the escaping rules of InfluxDB's line protocol.
 //!
 //! Host rows become `host,host=<id> cpu_util=…,…` and VM rows `vm,host=<id>,vm=<uuid> …`, with
-//! the canonical column names as field names (VictoriaMetrics stores them as `host_cpu_util` etc.).
+//! the canonical column names as field names (VictoriaMetrics stores them as `host_cpu_util` etc.;
+//! [`crate::series`] lists every measurement and the names it becomes).
 //! Null metrics and non-finite values are left out; a point with no field is not written (line
 //! protocol requires one). Timestamps are milliseconds (the write uses `precision=ms`).
 //!
@@ -18,10 +19,7 @@ use keel_core::schema::{Sample, METRIC_COLUMNS};
 
 use crate::sources::{Detail, Round};
 
-/// Measurement of host rows.
-pub const M_HOST: &str = "host";
-/// Measurement of VM rows.
-pub const M_VM: &str = "vm";
+pub use crate::series::{M_HOST, M_VM};
 
 fn push_escaped(out: &mut String, s: &str, specials: &[char]) {
     for c in s.chars() {

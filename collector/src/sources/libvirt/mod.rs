@@ -48,8 +48,7 @@ use crate::config::LibvirtSettings;
 use crate::rate::Rate;
 use protocol::{Answer, DomainReading, Request, Response};
 
-/// Measurement of libvirt VM detail.
-pub const M_VM_LIBVIRT: &str = "vm_libvirt";
+pub use crate::series::M_VM_LIBVIRT;
 /// File name of the helper binary (looked up beside the collector's own executable by default).
 pub const HELPER_NAME: &str = "keel-collector-libvirt";
 /// Longest wait before starting a failed helper again.
@@ -650,6 +649,7 @@ mod tests {
         assert_eq!(r.samples[3].metrics.cpu_util, Some(0.5));
         // 1 s of vCPU wait over 2 s, shared by 2 vCPUs.
         assert_eq!(r.samples[3].metrics.cpu_delay, Some(0.25));
+        crate::series::check_round(&r).expect("every point is in the series catalogue");
     }
 
     #[test]
