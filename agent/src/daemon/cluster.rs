@@ -266,8 +266,9 @@ pub fn cluster_timeouts() -> Timeouts {
 struct Tally {
     neg_messages: u64,
     migrations_src: u64,
-    /// VMs currently executing → negotiation id, to catch two negotiations moving one VM at once.
-    executing: HashMap<String, String>,
+    /// VMs currently executing → (negotiation id, target), to catch two negotiations moving one
+    /// VM at once.
+    executing: HashMap<String, (String, String)>,
     double_exec: u64,
 }
 
@@ -285,14 +286,31 @@ fn watch_events(mut rx: broadcast::Receiver<NodeEvent>, tally: Arc<Mutex<Tally>>
             let mut t = tally.lock().expect("tally lock is never poisoned");
             match e {
                 NodeEvent::Sent { .. } => t.neg_messages += 1,
-                NodeEvent::Executing { vm, neg, .. } => {
-                    if let Some(other) = t.executing.insert(vm.clone(), neg.clone()) {
-                        warn!(%vm, %neg, %other, "Two negotiations executing one VM.");
-                        t.double_exec += 1;
+                NodeEvent::Executing { vm, neg, target } => {
+                    // The source is the negotiation's origin (`origin#seq`). A VM whose previous
+                    // move's target now moves it on is a next hop (the dry-run move is instant;
+                    // the previous source's negotiation stays open until its DoneAck), not two
+                    // negotiations moving one VM.
+                    let source = neg
+                        .rsplit_once('#')
+                        .map_or(neg.as_str(), |(o, _)| o)
+                        .to_string();
+                    if let Some((other, to)) = t.executing.insert(vm.clone(), (neg.clone(), target))
+                    {
+                        if to != source {
+                            warn!(%vm, %neg, %other, "Two negotiations executing one VM.");
+                            t.double_exec += 1;
+                        }
                     }
                 }
                 NodeEvent::Finished(r) if r.side == Side::Source => {
-                    t.executing.remove(&r.vm);
+                    let mine = t
+                        .executing
+                        .get(&r.vm)
+                        .is_some_and(|(n, _)| *n == r.neg.to_string());
+                    if mine {
+                        t.executing.remove(&r.vm);
+                    }
                     if r.outcome == Outcome::Migrated {
                         t.migrations_src += 1;
                     }
@@ -487,7 +505,7 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
                         .lock()
                         .expect("tally lock is never poisoned")
                         .executing
-                        .retain(|_, neg| !neg.starts_with(&prefix));
+                        .retain(|_, (neg, _)| !neg.starts_with(&prefix));
                     // Whatever it was executing is over (the dry-run executor is instant).
                     kills += 1;
                     down.push((i, now + Duration::from_millis(args.down_ms)));
