@@ -15,8 +15,11 @@ step() { printf '\n== %s ==\n' "$*"; }
 # --- 1. System packages the tests need (Debian). -------------------------------------------------
 # pkg-config/libvirt-dev: the collector's libvirt helper (tests use the test:///default driver, no
 # daemon); victoria-metrics: the real time-series
-# server the collector's integration tests write to; zstd: unpacking the shared traces.
-APT_PACKAGES=(pkg-config libvirt-dev victoria-metrics zstd xz-utils)
+# server the collector's integration tests write to; zstd: unpacking the shared traces;
+# qemu-system-x86, busybox-static, libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients:
+# the hypervisor lab of scripts/test.d/lab.sh (scripts/lab; virsh also for the agent's tests).
+APT_PACKAGES=(pkg-config libvirt-dev victoria-metrics zstd xz-utils
+  qemu-system-x86 busybox-static libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,6 +9,8 @@
 #   scripts/lab/lab.sh uri HOST              # the host's libvirt URI (qemu+tcp://127.0.0.1:PORT/system)
 #   scripts/lab/lab.sh ticks VM              # the guest's serial console (one tick a second)
 #   scripts/lab/lab.sh status                # daemons, guests and where they run
+#   scripts/lab/lab.sh kill-host HOST | restart HOST   # SIGKILL a host's libvirtd / start it again
+#   scripts/lab/lab.sh qemu-count VM         # QEMU processes running VM (on any host)
 #   scripts/lab/lab.sh down                  # destroy every guest, stop the daemons, kill leftovers
 #
 # Guest KNOBS (kernel command line): busy=N (busy loops), busy_start=S, busy_stop=S (seconds after
@@ -23,6 +25,8 @@ LAB="${KEEL_LAB_DIR:-/tmp/keel-lab}"
 CACHE="${KEEL_LAB_CACHE:-$HOME/.cache/keel/lab}"
 PORT0="${KEEL_LAB_PORT:-16609}"
 GUEST="$CACHE/guest"
+# Bump when the guest's /init changes: the cached image is rebuilt.
+GUEST_VERSION=2
 PACKAGES=(qemu-system-x86 busybox-static libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)
 
 log() { printf 'lab: %s\n' "$*" >&2; }
@@ -58,7 +62,8 @@ install_packages() {
 
 # --- the guest: Debian's kernel as an ELF vmlinux + a busybox initramfs -----------------------
 build_guest() {
-  [ -s "$GUEST/vmlinux" ] && [ -s "$GUEST/initrd.gz" ] && return 0
+  [ -s "$GUEST/vmlinux" ] && [ -s "$GUEST/initrd.gz" ] &&
+    [ "$(cat "$GUEST/version" 2>/dev/null)" = "$GUEST_VERSION" ] && return 0
   log "building the guest in $GUEST"
   local tmp
   tmp="$(mktemp -d)"
@@ -107,9 +112,10 @@ up() { read -r u _ </proc/uptime; echo "${u%%.*}"; }
 i=0
 while [ "$i" -lt "$busy" ]; do
   ( while [ "$(up)" -lt "$busy_start" ]; do sleep 1; done
+    [ "$i" = 0 ] && echo "keel-busy $name on at $(up) s" >/dev/ttyS0
     if [ "$busy_stop" -ge 0 ]; then
-      end=$busy_stop
-      while [ "$(up)" -lt "$end" ]; do n=0; while [ $n -lt 20000 ]; do n=$((n + 1)); done; done
+      while [ "$(up)" -lt "$busy_stop" ]; do n=0; while [ $n -lt 500 ]; do n=$((n + 1)); done; done
+      [ "$i" = 0 ] && echo "keel-busy $name off at $(up) s" >/dev/ttyS0
     else
       while :; do :; done
     fi ) &
@@ -129,6 +135,7 @@ EOF
     mkdir -p "$GUEST"
     mv vmlinux "$GUEST/vmlinux.tmp" && mv "$GUEST/vmlinux.tmp" "$GUEST/vmlinux"
     mv initrd.gz "$GUEST/initrd.gz.tmp" && mv "$GUEST/initrd.gz.tmp" "$GUEST/initrd.gz"
+    echo "$GUEST_VERSION" >"$GUEST/version"
   )
   rm -rf "$tmp"
 }
@@ -345,6 +352,9 @@ case "${1:-}" in
   boot) shift; [ $# -ge 2 ] || die "usage: boot VM HOST [KNOBS]"; cmd_boot "$@" ;;
   wait-tick) shift; cmd_wait_tick "$@" ;;
   migrate) shift; [ $# = 3 ] || die "usage: migrate VM FROM TO"; cmd_migrate "$@" ;;
+  restart) [ -d "$LAB/hosts/$2" ] || die "host $2 was never up"; start_host "$2"; wait_host "$2" ;;
+  kill-host) kill -9 "$(cat "$LAB/hosts/$2/daemon.pid")" ;;
+  qemu-count) lab_pids "guest=$2," | wc -l ;;
   uri) host_uri "$2" ;;
   port) host_port "$2" ;;
   ticks) cat "$LAB/serial/$2.log" ;;
