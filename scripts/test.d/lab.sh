@@ -30,7 +30,7 @@ cleanup() {
   local rc=$? p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  "$LAB" down || rc=1
+  if "$LAB" down; then [ "$rc" != 0 ] || rm -rf "$KEEL_LAB_DIR"; else rc=1; fi
   [ -n "${KEEL_LAB_LOG:-}" ] && cp "$WORK/test.log" "$KEEL_LAB_LOG" 2>/dev/null
   if [ "$rc" = 0 ]; then rm -rf "$WORK"; else echo "lab: logs kept in $WORK" >&2; fi
   exit "$rc"
@@ -255,7 +255,7 @@ s = json.load(sys.stdin)
 for r in s.get("recent", []):
     print(r["side"], r["vm"], json.dumps(r["outcome"]), r["elapsed_ms"])'
 }
-scenario() { # NAME: two busy guests on A, agents started; waits until A's agent has an outcome
+scenario() { # NAME [slow]: two busy guests on A, agents started; waits until A's agent has an outcome
   say "== $1: vm-1 and vm-2 busy on lab-a, lab-b empty; agents start =="
   for v in vm-1 vm-2; do
     virsh -q -c "$URI_A" destroy "$v" >/dev/null 2>&1 || true
@@ -266,6 +266,9 @@ scenario() { # NAME: two busy guests on A, agents started; waits until A's agent
   done
   "$LAB" wait-tick vm-1 60
   "$LAB" wait-tick vm-2 60
+  if [ "${2:-}" = slow ]; then
+    for v in vm-1 vm-2; do virsh -q -c "$URI_A" migrate-setspeed "$v" 4; done
+  fi
   # Fresh ports for each scenario's agents.
   P_A="$(free_port)"
   P_B="$(free_port)"
@@ -358,12 +361,13 @@ print(f"ok: {name} reported by lab-a until {a[-1][0]}, by lab-b from {b[0][0]} t
 EOF
 
 # --- 3. failures ---------------------------------------------------------------------------------
-scenario "lab-b's libvirtd killed mid-migration"
+scenario "lab-b's libvirtd killed mid-migration" slow
 killed=""
 deadline=$((SECONDS + 90))
 while [ -z "$killed" ] && ((SECONDS < deadline)); do
   for v in vm-1 vm-2; do
-    # Mid-transfer: part of the guest's memory is on its way to lab-b.
+    # Mid-transfer: part of the guest's memory is on lab-b (the migration is slowed to 4 MiB/s,
+    # so ~15 s for the guest's ~60 MiB: the kill lands well before switchover).
     if virsh -q -c "$URI_A" domjobinfo "$v" 2>/dev/null | grep -qE "Memory processed: *[1-9]"; then
       "$LAB" kill-host 1
       killed="$v"
