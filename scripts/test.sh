@@ -18,7 +18,10 @@ step() { printf '\n== %s ==\n' "$*"; }
 # server the collector's integration tests write to; zstd: unpacking the shared traces;
 # default-jre-headless: runs the OpenKnowledge LCC parser, the oracle of keel-lcc's differential
 # test (lcc/tests/ok_diff; its source-file launcher also compiles the small harness).
-APT_PACKAGES=(pkg-config libvirt-dev victoria-metrics zstd xz-utils default-jre-headless)
+# qemu-system-x86, busybox-static, libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients:
+# the hypervisor lab of scripts/test.d/lab.sh (scripts/lab; virsh also for the agent's tests).
+APT_PACKAGES=(pkg-config libvirt-dev victoria-metrics zstd xz-utils default-jre-headless
+  qemu-system-x86 busybox-static libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -73,6 +73,10 @@ pub struct ExecutorFile {
     pub virsh: Option<String>,
     /// `libvirt`: local connection URI.
     pub local_uri: Option<String>,
+    /// `libvirt`: `virsh migrate --migrateuri` (placeholders `{target_host}`, `{target}`, `{vm}`).
+    pub migrate_uri: Option<String>,
+    /// `libvirt`: `virsh migrate --listen-address` (same placeholders).
+    pub listen_address: Option<String>,
 }
 
 /// The `[timeouts]` table, milliseconds.
@@ -120,6 +124,9 @@ pub struct FileConfig {
     pub roles: Option<Vec<Role>>,
     /// Collector output folder; procfs when absent.
     pub collector_dir: Option<PathBuf>,
+    /// Load from this libvirt connection's running domains instead (CPU demand in thousandths
+    /// of a core: set `capacity` to cores × 1000), e.g. `qemu:///system`.
+    pub load_libvirt_uri: Option<String>,
     /// Stability model file (reloaded when it changes).
     pub model: Option<PathBuf>,
     /// Folder of interaction models (`*.lcc`).
@@ -230,6 +237,8 @@ pub struct Settings {
     pub roles: Vec<Role>,
     /// Collector folder.
     pub collector_dir: Option<PathBuf>,
+    /// Libvirt connection the load is read from.
+    pub load_libvirt_uri: Option<String>,
     /// Model file.
     pub model: Option<PathBuf>,
     /// Interaction models folder.
@@ -341,6 +350,10 @@ impl Settings {
         if timeouts.reservation < timeouts.offer {
             bail!("timeouts.reservation_ms: must be at least offer_ms");
         }
+        let collector_dir = cli.collector_dir.or(file.collector_dir);
+        if collector_dir.is_some() && file.load_libvirt_uri.is_some() {
+            bail!("load_libvirt_uri: set either it or collector_dir, not both");
+        }
         let seeds = cli.seeds.unwrap_or(file.seeds);
         let membership = if file.directory_server {
             Mode::Directory
@@ -369,7 +382,8 @@ impl Settings {
             roles: file
                 .roles
                 .unwrap_or_else(|| vec![Role::Overloaded, Role::Underloaded]),
-            collector_dir: cli.collector_dir.or(file.collector_dir),
+            collector_dir,
+            load_libvirt_uri: file.load_libvirt_uri,
             model: cli.model.or(file.model),
             interaction_model: {
                 let dir = cli.models_dir.clone().or(file.models_dir.clone());
@@ -460,6 +474,10 @@ mod tests {
             assert!(format!("{e:#}").contains(want), "{e:#}");
         };
         check("high = 0.4\n", "thresholds");
+        check(
+            "collector_dir = \"/x\"\nload_libvirt_uri = \"qemu:///system\"\n",
+            "not both",
+        );
         check("status_addr = \"0.0.0.0:1\"\n", "loopback");
         check(
             "membership = \"directory\"\n",

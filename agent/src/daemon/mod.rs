@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use crate::negotiation::rank::{ModelRanker, NoModel, Ranker};
 use crate::net::{ClusterKey, FaultPlan, NetConfig, Transport};
 use crate::node::executor::{CommandExec, DryRun, Executor, Libvirt};
+use crate::node::load::libvirt::LibvirtLoad;
 use crate::node::load::{CollectorDir, LoadSource, Procfs};
 use crate::node::policy::{parse_signing_key, Bundle};
 use crate::node::{self, Body, NodeConfig};
@@ -95,6 +96,8 @@ pub fn make_executor(
         ExecutorKind::Libvirt => Arc::new(Libvirt {
             virsh: f.virsh.clone().unwrap_or_else(|| "virsh".into()),
             local_uri: f.local_uri.clone(),
+            migrate_uri: f.migrate_uri.clone(),
+            listen_address: f.listen_address.clone(),
         }),
     })
 }
@@ -164,9 +167,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let exec = make_executor(s.executor.0, &s.executor.1)?;
-    let load: Box<dyn LoadSource> = match &s.collector_dir {
-        Some(d) => Box::new(CollectorDir::new(d.clone(), s.id.clone(), s.capacity)),
-        None => Box::new(Procfs::new(s.capacity)),
+    let load: Box<dyn LoadSource> = match (&s.load_libvirt_uri, &s.collector_dir) {
+        (Some(uri), _) => {
+            let virsh = s.executor.1.virsh.clone().unwrap_or_else(|| "virsh".into());
+            info!(%uri, "Load: the running domains of this libvirt connection.");
+            Box::new(LibvirtLoad::start(
+                virsh,
+                uri.clone(),
+                s.eval_interval.min(Duration::from_secs(2)),
+                Duration::from_secs(10),
+            ))
+        }
+        (None, Some(d)) => Box::new(CollectorDir::new(d.clone(), s.id.clone(), s.capacity)),
+        (None, None) => Box::new(Procfs::new(s.capacity)),
     };
     let model = s.model.clone();
     let ranker: Arc<ModelRanker> = Arc::new(match &model {

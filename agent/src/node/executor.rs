@@ -120,20 +120,58 @@ impl Executor for CommandExec {
     }
 }
 
-/// `virsh [-c LOCAL] migrate --live --persistent --undefinesource VM TARGET_URI`.
-#[derive(Debug, Clone)]
+/// `virsh [-c LOCAL] migrate --live --persistent --undefinesource VM TARGET_URI
+/// [--migrateuri URI] [--listen-address ADDR]`.
+///
+/// `migrate_uri` and `listen_address` say where QEMU's migration stream goes when the target's
+/// libvirt would pick a wrong or refused address (hosts whose name resolves to loopback, several
+/// hosts on one machine, a dedicated migration network). Both may name `{target_host}` (the host
+/// part of the target's libvirt URI), `{target}` and `{vm}`: for example
+/// `migrate_uri = "tcp://{target_host}"` (the target picks the port from its
+/// `migration_port_min`..`max`) and `listen_address = "{target_host}"`.
+#[derive(Debug, Clone, Default)]
 pub struct Libvirt {
     /// `virsh` binary.
     pub virsh: String,
     /// Local connection URI (e.g. `qemu:///system`).
     pub local_uri: Option<String>,
+    /// `--migrateuri` (with placeholders).
+    pub migrate_uri: Option<String>,
+    /// `--listen-address` (with placeholders).
+    pub listen_address: Option<String>,
+}
+
+/// The host part of a libvirt URI (`qemu+tcp://user@host:port/system` → `host`).
+pub fn uri_host(uri: &str) -> Option<&str> {
+    let rest = uri.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        hostport.split(':').next()?
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 impl Libvirt {
+    fn fill(&self, template: &str, req: &MigrationRequest, uri: &str) -> Result<String, String> {
+        let mut out = template
+            .replace("{vm}", &req.vm)
+            .replace("{target}", &req.target);
+        if out.contains("{target_host}") {
+            let host =
+                uri_host(uri).ok_or_else(|| format!("no host in target libvirt uri {uri}"))?;
+            out = out.replace("{target_host}", host);
+        }
+        Ok(out)
+    }
+
     /// The argument list for a request.
     ///
     /// # Errors
-    /// When the target advertises no libvirt URI.
+    /// When the target advertises no libvirt URI, or a template names `{target_host}` and the
+    /// URI has no host.
     pub fn args(&self, req: &MigrationRequest) -> Result<Vec<String>, String> {
         let uri = req
             .target_uri
@@ -154,6 +192,12 @@ impl Libvirt {
             ]
             .map(String::from),
         );
+        if let Some(m) = &self.migrate_uri {
+            a.extend(["--migrateuri".to_string(), self.fill(m, req, uri)?]);
+        }
+        if let Some(l) = &self.listen_address {
+            a.extend(["--listen-address".to_string(), self.fill(l, req, uri)?]);
+        }
         Ok(a)
     }
 }
@@ -193,6 +237,7 @@ mod tests {
         let l = Libvirt {
             virsh: "virsh".into(),
             local_uri: Some("qemu:///system".into()),
+            ..Libvirt::default()
         };
         assert_eq!(
             l.args(&req()).unwrap().join(" "),
@@ -201,6 +246,31 @@ mod tests {
         let mut r = req();
         r.target_uri = None;
         assert!(l.args(&r).is_err());
+    }
+
+    #[test]
+    fn migration_addresses_name_the_target_host() {
+        let l = Libvirt {
+            virsh: "virsh".into(),
+            local_uri: None,
+            migrate_uri: Some("tcp://{target_host}".into()),
+            listen_address: Some("{target_host}".into()),
+        };
+        let mut r = req();
+        r.target_uri = Some("qemu+tcp://127.0.0.1:16610/system".into());
+        assert_eq!(
+            l.args(&r).unwrap().join(" "),
+            "migrate --live --persistent --undefinesource web1 qemu+tcp://127.0.0.1:16610/system \
+             --migrateuri tcp://127.0.0.1 --listen-address 127.0.0.1"
+        );
+        assert_eq!(uri_host("qemu+ssh://root@hv-02/system"), Some("hv-02"));
+        assert_eq!(
+            uri_host("qemu+tcp://[fd00::2]:16509/system"),
+            Some("fd00::2")
+        );
+        assert_eq!(uri_host("qemu:///system"), None);
+        r.target_uri = Some("qemu:///system".into());
+        assert!(l.args(&r).unwrap_err().contains("no host"));
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 //! - [`SimFleet`]: a simulated hypervisor shared by agents in one process (`keel-agent cluster`
 //!   and the tests): it knows where each VM is, replays each VM's demand from a trace, and is the
 //!   dry-run executor's bookkeeping, counting any VM moved from a host it was not on.
+//! - [`libvirt::LibvirtLoad`]: the host's running libvirt domains and their CPU demand.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,9 @@ use keel_core::schema::{CPU_DEMAND, CPU_UTIL};
 use tracing::warn;
 
 use super::executor::{DryRun, MigrationRequest};
+
+#[path = "load_libvirt.rs"]
+pub mod libvirt;
 
 /// One reading of the host's load.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -198,7 +198,7 @@ fn tids_under(dir: &Path, file: &str) -> Vec<u32> {
     out
 }
 
-/// Total run-queue wait (ns) of the QEMU vCPU threads (`comm` "CPU N/KVM") among `tids`, from
+/// Total run-queue wait (ns) of the QEMU vCPU threads (`comm` "CPU N/KVM" or "CPU N/TCG") among `tids`, from
 /// `/proc/<tid>/schedstat` (second field: time spent waiting for a CPU). This is what libvirt
 /// reports as `vcpu.N.delay`: the host-side steal a guest suffers. `None` if no vCPU thread.
 pub fn vcpu_wait_ns(proc_root: &Path, tids: &[u32]) -> Option<u64> {
@@ -209,7 +209,8 @@ pub fn vcpu_wait_ns(proc_root: &Path, tids: &[u32]) -> Option<u64> {
             continue;
         };
         let comm = comm.trim();
-        if !(comm.starts_with("CPU ") && comm.ends_with("/KVM")) {
+        // "CPU N/KVM" under KVM, "CPU N/TCG" under QEMU's software emulation.
+        if !(comm.starts_with("CPU ") && (comm.ends_with("/KVM") || comm.ends_with("/TCG"))) {
             continue;
         }
         let wait = std::fs::read_to_string(dir.join("schedstat"))

@@ -24,7 +24,7 @@
 //! vCPU delay (`cpu_delay`, libvirt's `vcpu.N.delay`: time the vCPUs waited for a host CPU, the
 //! host-side steal signal) is read without libvirt: the `virt` crate does not wrap the bulk
 //! stats call safely, but the number is the run-queue wait in `/proc/<tid>/schedstat` of the
-//! QEMU process's `CPU N/KVM` threads, found by `-uuid` on the QEMU command line under the procfs
+//! QEMU process's `CPU N/KVM` (or `CPU N/TCG`) threads, found by `-uuid` on the QEMU command line under the procfs
 //! root (as the [`cgroup`](super::cgroup) source does). Null where there is no such process
 //! (another hypervisor, the test driver, a container without the host's `/proc`).
 
