@@ -41,8 +41,9 @@ print(t0)
 PYEOF
 )
 LAST=$((T0 + (DAYS - 1) * 86400000 + 287 * 300000))
-until curl -sf "http://127.0.0.1:$PORT/api/v1/export" --data-urlencode 'match[]={__name__="vm_cpu_util"}' \
-  --data-urlencode "start=$((LAST / 1000))" | grep -q "$LAST"; do sleep 0.5; done
+# (Captured first: with pipefail, `curl | grep -q` fails when grep stops reading early.)
+until out=$(curl -sf "http://127.0.0.1:$PORT/api/v1/export" --data-urlencode 'match[]={__name__="vm_cpu_util"}' \
+  --data-urlencode "start=$((LAST / 1000))") && [[ $out == *"$LAST"* ]]; do sleep 0.5; done
 for span in 1 "$DAYS"; do
   /usr/bin/time -f '%e %M' -o "$WORK/time" "$KT" import victoriametrics --url "http://127.0.0.1:$PORT" \
     --start "$T0" --stop $((T0 + span * 86400000)) -o "$WORK/out-$span.parquet" > "$WORK/out.txt"
