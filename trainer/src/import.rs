@@ -1,18 +1,27 @@
 //! `keel-trainer import <format> <input> -o <out.parquet>`: real traces into the canonical schema.
 //!
-//! Two formats, one module each:
+//! Trace formats, one module each:
 //! - [`planetlab`]: a day folder of CoMon files (CloudSim's PlanetLab workload), one VM per file,
 //!   288 CPU % values at 5-minute steps.
 //! - [`bitbrains`]: a GWA-T-12 Bitbrains month folder (`N.csv` per VM, `;`+TAB separated),
 //!   resampled onto a 5-minute grid with every measured dimension kept.
 //!
-//! Both read every input file before anything is committed: files are parsed in parallel (rayon),
+//!
+//! And the fleet's own data, read back from the database its collectors write to
+//! ([`fleet`] holds what the two share: time windows, merging, retries, the atomic write):
+//! - [`influx`]: an InfluxDB 2 bucket, through Flux queries (annotated CSV);
+//! - [`victoria`]: VictoriaMetrics, through its export API (JSON lines).
+//!
+//! The trace importers read every input file before anything is committed: files are parsed in parallel (rayon),
 //! the first error in file order is reported with the file and line, and the output is written
 //! through [`keel_core::parquet_io::SampleWriter`], which writes to a temporary name and renames
 //! only on success. A failed import therefore leaves no output file and never a partial one.
 
 pub mod bitbrains;
+pub mod fleet;
+pub mod influx;
 pub mod planetlab;
+pub mod victoria;
 
 use std::path::{Path, PathBuf};
 
@@ -91,6 +100,11 @@ pub enum Format {
     Planetlab(planetlab::PlanetlabArgs),
     /// A Bitbrains GWA-T-12 month folder (`1.csv` … `500.csv`), resampled to 5 minutes.
     Bitbrains(bitbrains::BitbrainsArgs),
+    /// The fleet's collector rows from an InfluxDB 2 bucket (Flux), for a time range.
+    Influx(influx::InfluxArgs),
+    /// The fleet's collector rows from VictoriaMetrics (export API), for a time range.
+    #[command(name = "victoriametrics")]
+    Victoriametrics(victoria::VictoriaArgs),
 }
 
 /// Runs `keel-trainer import`.
@@ -101,6 +115,14 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let summary = match args.format {
         Format::Planetlab(a) => planetlab::run(&a).context("import planetlab")?,
         Format::Bitbrains(a) => bitbrains::run(&a).context("import bitbrains")?,
+        Format::Influx(a) => {
+            println!("{}", influx::run(&a).context("import influx")?);
+            return Ok(());
+        }
+        Format::Victoriametrics(a) => {
+            println!("{}", victoria::run(&a).context("import victoriametrics")?);
+            return Ok(());
+        }
     };
     println!(
         "wrote {}: {} rows, {} VMs",

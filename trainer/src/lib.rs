@@ -2,7 +2,8 @@
 //! stability features, fits classifiers and evaluates them honestly, and writes model files.
 //!
 //! Layout:
-//! - [`import`]: `keel-trainer import <format> <input> -o <out.parquet>` (PlanetLab, Bitbrains).
+//! - [`import`]: `keel-trainer import <format> <input> -o <out.parquet>` (PlanetLab, Bitbrains),
+//!   and `import influx|victoriametrics` (the fleet's collector rows from its database).
 //! - [`summary`]: `keel-trainer summary <file.parquet>`.
 //! - [`hosts`]: `keel-trainer hosts --pack …`: deterministic placement of VMs on hosts.
 //! - [`train`]: `keel-trainer train`.
