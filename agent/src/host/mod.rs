@@ -266,10 +266,18 @@ fn initial_role(p: &Program) -> Value {
 
 /// An id as a string: atoms and strings as their text, numbers as written.
 pub fn id_str(v: &Value) -> String {
+    let mut s = String::new();
+    write_id(&mut s, v);
+    s
+}
+
+/// Appends [`id_str`] of `v` to `out`.
+fn write_id(out: &mut String, v: &Value) {
+    use std::fmt::Write as _;
     match v {
-        Value::Atom(a) | Value::Str(a) => a.to_string(),
-        Value::Int(i) => i.to_string(),
-        other => other.to_string(),
+        Value::Atom(a) | Value::Str(a) => out.push_str(a),
+        Value::Int(i) => _ = write!(out, "{i}"),
+        other => _ = write!(out, "{other}"),
     }
 }
 
@@ -480,8 +488,20 @@ impl HostAgent {
             }
         }
         let st = &mut self.st;
-        st.keys = load.vms.iter().map(|v| id_str(&v.id)).collect();
-        st.here = vec![true; load.vms.len()];
+        // Reuse the previous plan's buffers: this runs for every host at every measurement.
+        let n = load.vms.len();
+        st.keys.truncate(n);
+        for (i, v) in load.vms.iter().enumerate() {
+            match st.keys.get_mut(i) {
+                Some(k) => {
+                    k.clear();
+                    write_id(k, &v.id);
+                }
+                None => st.keys.push(id_str(&v.id)),
+            }
+        }
+        st.here.clear();
+        st.here.resize(n, true);
         st.cpu = load.other + load.vms.iter().map(|v| v.cpu).sum::<f64>();
         st.mem = load.vms.iter().map(|v| v.mem).sum();
         st.load = load;
