@@ -51,7 +51,8 @@ check "cluster, auction" "$(run --interaction-model agent/protocols/auction.lcc)
   callForBids bid award accept
 check "cluster, peer-group" "$(run --interaction-model agent/protocols/peer-group.lcc)" \
   request offer
-clean="$("$bin" cluster --agents 8 --dataset "$data" --seconds 10 --directory --json || true)"
-check "cluster, directory membership, clean" "$clean" readyToMigrate migration
+clean="$("$bin" cluster --agents 20 --dataset "$data" --seconds 12 --directory \
+  --interaction-model agent/protocols/power-saving.lcc --json || true)"
+check "cluster, directory membership, power-saving, clean" "$clean" readyToMigrate migration
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
