@@ -740,7 +740,7 @@ impl HostAgent {
         } else {
             self.busy_since = None;
         }
-        self.start_commits(now, view, out);
+        self.start_commits(now, out);
         self.publish(view);
     }
 
@@ -758,30 +758,23 @@ impl HostAgent {
     }
 
     /// Starts the next agreed migration's commit when none is running.
-    fn start_commits(&mut self, now: Time, view: &mut dyn View, out: &mut Vec<Output>) {
+    fn start_commits(&mut self, now: Time, out: &mut Vec<Output>) {
         while self.neg.is_idle() {
             let Some((vm, cpu, target)) = self.st.commits.pop_front() else {
                 return;
             };
             let acts = self.neg.start(now, &vm, cpu, &target);
-            self.apply_inner(now, acts, view, out);
+            self.apply_inner(now, acts, out);
         }
     }
 
     fn apply(&mut self, now: Time, acts: Vec<Action>, view: &mut dyn View, out: &mut Vec<Output>) {
-        self.apply_inner(now, acts, view, out);
-        self.start_commits(now, view, out);
+        self.apply_inner(now, acts, out);
+        self.start_commits(now, out);
         self.publish(view);
     }
 
-    fn apply_inner(
-        &mut self,
-        now: Time,
-        acts: Vec<Action>,
-        view: &mut dyn View,
-        out: &mut Vec<Output>,
-    ) {
-        let _ = view;
+    fn apply_inner(&mut self, now: Time, acts: Vec<Action>, out: &mut Vec<Output>) {
         for a in acts {
             match a {
                 Action::Send { to, msg } => out.push(Output::Neg { to, msg }),

@@ -149,6 +149,8 @@ pub struct KeelPolicy {
     /// The host agents, kept across intervals.
     agents: Vec<HostAgent>,
     name: String,
+    /// Candidates the discovery service ranked last because the model scored them unstable.
+    directory_vetoes: u64,
     /// Every event fed to the agents, when recording (see [`KeelPolicy::record_events`]).
     log: Option<Vec<Event>>,
 }
@@ -237,6 +239,7 @@ impl KeelPolicy {
             stats: Negotiation::default(),
             round: 0,
             agents: Vec::new(),
+            directory_vetoes: 0,
             name: name.to_string(),
             log: None,
         })
@@ -326,7 +329,7 @@ impl Policy for KeelPolicy {
         };
         d.run(&mut view, e.now)?;
         let moves = d.moves;
-        self.stats.model_vetoes += view.vetoes;
+        self.directory_vetoes += view.vetoes;
         // Sum the agents' counters afresh (they are cumulative).
         let (mut started, mut agreed, mut refused, mut timed_out, mut vetoes, mut woken) =
             (0, 0, 0, 0, 0, 0);
@@ -341,18 +344,15 @@ impl Policy for KeelPolicy {
         }
         self.stats.started = started;
         self.stats.agreed = agreed;
-        self.stats.refused = refused + view.refused_total;
+        self.stats.refused = refused;
         self.stats.timed_out = timed_out;
         self.stats.woken = woken;
-        self.stats.model_vetoes_agents = vetoes;
+        self.stats.model_vetoes = self.directory_vetoes + vetoes;
         Ok(moves)
     }
 
     fn negotiation(&self) -> Option<Negotiation> {
-        let mut s = self.stats;
-        s.model_vetoes += s.model_vetoes_agents;
-        s.model_vetoes_agents = 0;
-        Some(s)
+        Some(self.stats)
     }
 }
 
@@ -605,7 +605,6 @@ struct SimView<'e> {
     draining: Vec<bool>,
     unstable: Vec<bool>,
     vetoes: u64,
-    refused_total: u64,
     /// Off while the agents take their roles at the start of a round: a send to an unbound peer
     /// waits instead of failing, and is retried once every agent has a role.
     discovery_open: bool,
@@ -674,7 +673,6 @@ impl<'e> SimView<'e> {
             draining: vec![false; n],
             unstable,
             vetoes: 0,
-            refused_total: 0,
             discovery_open: false,
         }
     }

@@ -25,9 +25,6 @@ pub struct Negotiation {
     pub woken: u64,
     /// Messages of the commit layer under `migrate(...)` (offer, accept, commit, ...).
     pub commit_messages: u64,
-    /// Vetoes counted by the agents themselves (folded into `model_vetoes` when reported).
-    #[serde(skip)]
-    pub model_vetoes_agents: u64,
 }
 
 /// The results of one policy.
