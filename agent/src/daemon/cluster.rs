@@ -8,6 +8,14 @@
 //! agents abruptly (no goodbye) at RATE per second and restarts them after `--down-ms` on the
 //! same address. At the end the fleet is shut down gracefully and the counters are summed.
 //!
+//! `--placement FILE` (written by `keel-agent replay --export-placement FILE`) runs the replay's
+//! small scenario instead: its hosts (capacity, power curve), its VMs on the hosts the replay
+//! placed them on, its thresholds, for its steps, each VM's demand read as the replay reads it;
+//! every agent evaluates once per step; the trace starts after `--warmup-ms` (hosts show no VMs
+//! until then, so membership settles first); the run ends after the last step, and the report adds
+//! `energy_kwh`, the replay engine's power rule over the placement and demand at each step's start
+//! (see [`crate::replay::placement`]).
+//!
 //! `vm_conflicts` counts a VM promised to or placed on two hosts: a migration executed for a VM
 //! that was not on its source, or two negotiations executing the same VM at once.
 
@@ -31,6 +39,7 @@ use crate::net::{ClusterKey, FaultPlan, NetCounts};
 use crate::node::load::{SimFleet, Traces};
 use crate::node::membership::Mode;
 use crate::node::{self, NodeConfig, NodeEvent, NodeHandle};
+use crate::replay::placement::{energy_kwh, Placement};
 
 /// Arguments of `keel-agent cluster`.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,6 +84,18 @@ pub struct ClusterArgs {
     /// RNG seed (placement is deterministic regardless).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Run a replay's small scenario (`keel-agent replay --export-placement FILE`): its hosts,
+    /// VMs, initial placement, thresholds and steps; `--agents`, `--pack` and `--seconds` are
+    /// then taken from the file.
+    #[arg(long)]
+    pub placement: Option<PathBuf>,
+    /// Load evaluation period of every agent, ms (default 200, or one trace step with
+    /// `--placement`).
+    #[arg(long)]
+    pub eval_ms: Option<u64>,
+    /// With `--placement`: real ms the fleet runs before the trace starts.
+    #[arg(long, default_value_t = 2000)]
+    pub warmup_ms: u64,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -125,6 +146,12 @@ pub struct Report {
     pub duplicates_dropped: u64,
     /// Frames dropped or duplicated by fault injection.
     pub faults_injected: u64,
+    /// With `--placement`: trace steps run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// With `--placement`: energy over the steps, kWh (the replay engine's power rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub energy_kwh: Option<f64>,
 }
 
 impl fmt::Display for Report {
@@ -148,7 +175,11 @@ impl fmt::Display for Report {
             self.aborted,
             self.kills,
             self.vm_conflicts
-        )
+        )?;
+        if let (Some(steps), Some(e)) = (self.steps, self.energy_kwh) {
+            write!(f, ", {steps} steps, {e:.3} kWh")?;
+        }
+        Ok(())
     }
 }
 
@@ -250,6 +281,49 @@ pub fn scenario(path: &std::path::Path, agents: usize, pack: f64) -> anyhow::Res
     })
 }
 
+/// A replay's small scenario ([`crate::replay::placement`]) as a cluster scenario, with the
+/// hosts' power curves. Series index `j` is the replay's interval update `j + 1`.
+///
+/// # Errors
+/// Reading the file or the dataset.
+pub fn scenario_from_placement(
+    pl: &Placement,
+    dataset: &std::path::Path,
+) -> anyhow::Result<(Scenario, Vec<[f64; 11]>)> {
+    let series = pl.demands(dataset)?;
+    let sc = Scenario {
+        hosts: pl.hosts.iter().map(|h| (h.id.clone(), h.capacity)).collect(),
+        placement: pl
+            .vms
+            .iter()
+            .map(|v| (v.id.clone(), v.host.clone()))
+            .collect(),
+        series,
+        step_s: pl.interval_s,
+    };
+    Ok((sc, pl.hosts.iter().map(|h| h.power_watts).collect()))
+}
+
+/// Host utilisations now, in host order, from the fleet's placement and the demand at `step`.
+fn utils(sc: &Scenario, fleet: &SimFleet, step: usize) -> Vec<f64> {
+    let mut used: HashMap<&str, f64> = HashMap::new();
+    for (vm, host) in fleet.placement() {
+        let d = sc
+            .series
+            .get(&vm)
+            .and_then(|s| s.get(step))
+            .copied()
+            .unwrap_or(0.0);
+        if let Some((id, _)) = sc.hosts.iter().find(|(id, _)| *id == host) {
+            *used.entry(id.as_str()).or_insert(0.0) += d;
+        }
+    }
+    sc.hosts
+        .iter()
+        .map(|(id, cap)| used.get(id.as_str()).copied().unwrap_or(0.0) / cap)
+        .collect()
+}
+
 /// Negotiation timeouts for a fleet on loopback.
 pub fn cluster_timeouts() -> Timeouts {
     Timeouts {
@@ -339,16 +413,30 @@ fn add(a: &mut NetCounts, b: &NetCounts) {
 /// # Errors
 /// Reading the dataset; binding sockets.
 pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
-    if args.agents < 2 {
+    if args.placement.is_none() && args.agents < 2 {
         bail!("--agents: need at least 2");
     }
     if !(args.speedup > 0.0 && args.seconds > 0.0) {
         bail!("--speedup and --seconds must be positive");
     }
-    let sc = scenario(&args.dataset, args.agents, args.pack)?;
+    let fit = match &args.placement {
+        Some(p) => {
+            let pl = Placement::load(p)?;
+            let (sc, power) = scenario_from_placement(&pl, &args.dataset)?;
+            Some((pl, sc, power))
+        }
+        None => None,
+    };
+    let (sc, fit) = match fit {
+        Some((pl, sc, power)) => (sc, Some((pl, power))),
+        None => (scenario(&args.dataset, args.agents, args.pack)?, None),
+    };
+    let agents = sc.hosts.len();
+    // One trace step in real time.
+    let step_real = Duration::from_secs_f64(sc.step_s / args.speedup);
     let vms = sc.placement.len();
     info!(
-        agents = args.agents,
+        agents,
         vms,
         step_s = sc.step_s,
         "Cluster scenario built."
@@ -356,7 +444,7 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
     let fleet = SimFleet::with_traces(
         sc.placement.clone(),
         Traces {
-            series: sc.series,
+            series: sc.series.clone(),
             step_s: sc.step_s,
             speedup: args.speedup,
             start: std::time::Instant::now(),
@@ -394,7 +482,11 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         None => 3600.0,
     };
     // Bind every agent first (port 0), then give each the first agent as its seed.
-    let eval = Duration::from_millis(200);
+    let eval = match (args.eval_ms, &fit) {
+        (Some(ms), _) => Duration::from_millis(ms.max(1)),
+        (None, Some(_)) => step_real,
+        (None, None) => Duration::from_millis(200),
+    };
     let make_cfg = |i: usize, listen: SocketAddr, seeds: Vec<SocketAddr>| {
         let (id, cap) = &sc.hosts[i];
         let mut c = NodeConfig::local(id, key.clone(), *cap);
@@ -420,6 +512,11 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         c.interaction_model.clone_from(&interaction_model);
         c.interaction_model_name.clone_from(&model_name);
         c.rank = rank;
+        if let Some((pl, _)) = &fit {
+            c.high = pl.high;
+            c.low = pl.low;
+            c.accept_below = pl.accept_below;
+        }
         if args.directory {
             c.membership = Mode::Directory;
             c.directory_server = i == 0;
@@ -429,7 +526,7 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let mut nodes: Vec<Option<NodeHandle>> = Vec::new();
     let mut addrs: Vec<SocketAddr> = Vec::new();
-    for i in 0..args.agents {
+    for i in 0..agents {
         let seeds = addrs.first().copied().into_iter().collect();
         let cfg = make_cfg(i, SocketAddr::from(([127, 0, 0, 1], 0)), seeds);
         let h = node::spawn(
@@ -448,7 +545,32 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0x5eed);
     let mut down: Vec<(usize, tokio::time::Instant)> = Vec::new();
     let start = tokio::time::Instant::now();
-    let end = start + Duration::from_secs_f64(args.seconds);
+    let mut end = start + Duration::from_secs_f64(args.seconds);
+    // A replay's scenario: the trace starts after the warm-up and the run ends after its steps;
+    // a task samples the host utilisations at each step's start (for the energy) and the
+    // migrations at the end of the last step.
+    let sampler = fit.as_ref().map(|(pl, _)| {
+        let t0 = start + Duration::from_millis(args.warmup_ms);
+        fleet.start_traces_at(t0.into_std());
+        end = t0 + step_real * u32::try_from(pl.steps).unwrap_or(u32::MAX);
+        let steps = pl.steps;
+        let fleet = Arc::clone(&fleet);
+        let sc = Scenario {
+            hosts: sc.hosts.clone(),
+            placement: BTreeMap::new(),
+            series: sc.series.clone(),
+            step_s: sc.step_s,
+        };
+        tokio::spawn(async move {
+            let mut rows = Vec::with_capacity(steps);
+            for j in 0..steps {
+                tokio::time::sleep_until(t0 + step_real * j as u32).await;
+                rows.push(utils(&sc, &fleet, j));
+            }
+            tokio::time::sleep_until(t0 + step_real * steps as u32).await;
+            (rows, fleet.moves())
+        })
+    });
     let tick = Duration::from_millis(100);
     let mut kills = 0;
     while tokio::time::Instant::now() < end {
@@ -514,6 +636,10 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         }
     }
     let ran_s = start.elapsed().as_secs_f64();
+    let sampled = match sampler {
+        Some(h) => Some(h.await.context("the energy sampler")?),
+        None => None,
+    };
     for h in nodes.into_iter().flatten() {
         let st = h.status();
         h.shutdown().await;
@@ -522,13 +648,21 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
     // Let the event watchers drain.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let t = tally.lock().expect("tally lock is never poisoned");
+    let (migrations, steps, energy) = match (&sampled, &fit) {
+        (Some((rows, moves)), Some((pl, power))) => (
+            *moves,
+            Some(pl.steps),
+            Some(energy_kwh(power, rows, pl.interval_s)),
+        ),
+        _ => (fleet.moves(), None, None),
+    };
     Ok(Report {
-        agents: args.agents,
+        agents,
         vms,
         seconds: ran_s,
         speedup: args.speedup,
         negotiations: totals.started,
-        migrations: fleet.moves(),
+        migrations,
         messages: totals.net.frames_out,
         negotiation_messages: t.neg_messages,
         interaction_model: model_name,
@@ -546,6 +680,8 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
             + totals.net.rejected_oversize,
         duplicates_dropped: totals.net.duplicates,
         faults_injected: totals.net.fault_drops + totals.net.fault_dups,
+        steps,
+        energy_kwh: energy,
     })
 }
 

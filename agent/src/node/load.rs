@@ -184,7 +184,8 @@ pub struct Traces {
     pub step_s: f64,
     /// Trace seconds per wall second.
     pub speedup: f64,
-    /// Wall-clock start.
+    /// Wall-clock start. Before it the trace has not begun: hosts show no VMs, so no agent has
+    /// anything to negotiate about (a fleet can settle its membership first).
     pub start: std::time::Instant,
 }
 
@@ -243,6 +244,18 @@ impl SimFleet {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Fleet> {
         self.inner.lock().expect("fleet lock is never poisoned")
+    }
+
+    /// Starts the trace at `start` (see [`Traces::start`]); nothing without traces.
+    pub fn start_traces_at(&self, start: std::time::Instant) {
+        if let Some(t) = self.lock().traces.as_mut() {
+            t.start = start;
+        }
+    }
+
+    /// Where every VM is now.
+    pub fn placement(&self) -> BTreeMap<String, String> {
+        self.lock().placement.clone()
     }
 
     /// Sets a VM's constant demand.
@@ -325,6 +338,13 @@ impl SimFleet {
 
     fn observe(&self, host: &str) -> Observation {
         let f = self.lock();
+        if f
+            .traces
+            .as_ref()
+            .is_some_and(|t| std::time::Instant::now() < t.start)
+        {
+            return Observation::default();
+        }
         let vms = f
             .placement
             .iter()

@@ -7,8 +7,14 @@
 //! Over time: `--steps-csv FILE` writes every policy's per-interval series (also `steps` in the
 //! JSON), and `--migrations-csv FILE` logs every migration, thrash marked, written policy by
 //! policy as each run ends so that only one run's log is ever held.
+//!
+//! A small scenario: `--hosts N` keeps the scenario's first N hosts, `--steps S` runs the first S
+//! interval updates, `--max-vms K` keeps K evenly spaced VMs; `--export-placement FILE` writes
+//! it, with the Keel policies' initial placement, for `keel-agent cluster --placement FILE`
+//! ([`placement`]).
 
 pub mod output;
+pub mod placement;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,6 +77,17 @@ pub struct ReplayArgs {
     /// Use only N of the dataset's VMs, evenly spaced in its order (quick runs; before --scale).
     #[arg(long)]
     pub max_vms: Option<usize>,
+    /// Use only the scenario's first N hosts (a small scenario; after --scale).
+    #[arg(long)]
+    pub hosts: Option<usize>,
+    /// Run only the first S interval updates (a small scenario; S × the scenario's interval).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Write the small scenario (hosts, VMs, the initial placement of `--export-policy` or else
+    /// the first Keel policy run, steps, the Keel agents' thresholds) as JSON for
+    /// `keel-agent cluster --placement FILE`.
+    #[arg(long)]
+    pub export_placement: Option<PathBuf>,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -83,8 +100,8 @@ pub struct ReplayArgs {
     /// Write host-level series (canonical schema, `vm_id` null) of one policy to this Parquet file.
     #[arg(long)]
     pub export_hosts: Option<PathBuf>,
-    /// Policy whose host series `--export-hosts` writes (default: the first Keel policy run, or
-    /// the first policy).
+    /// Policy whose host series `--export-hosts` writes, and whose initial placement
+    /// `--export-placement` writes (default: the first Keel policy run, or the first policy).
     #[arg(long)]
     pub export_policy: Option<String>,
     /// Write every policy's per-interval series to this CSV (policy, step, t (s from the start),
@@ -181,12 +198,7 @@ pub fn make_policy(
         return Ok(Box::new(h));
     }
     if name.starts_with("keel-") {
-        let t = Transport {
-            latency_s: args.latency_ms / 1000.0,
-            loss: args.loss,
-            seed: args.seed,
-            ..Transport::default()
-        };
+        let KeelArgs(_, t) = keel_args(name, args)?;
         return Ok(Box::new(KeelPolicy::from_name(
             name,
             model.cloned(),
@@ -197,6 +209,23 @@ pub fn make_policy(
     bail!(
         "unknown policy {name:?}: use no-migration, thr|iqr|mad|lr-mmt|mc-<param>, or keel-<variant>[+model]"
     )
+}
+
+/// A Keel policy's variant and transport settings.
+struct KeelArgs(Variant, Transport);
+
+fn keel_args(name: &str, args: &ReplayArgs) -> anyhow::Result<KeelArgs> {
+    let stem = name.trim_start_matches("keel-").trim_end_matches("+model");
+    let Some(v) = Variant::from_stem(stem) else {
+        bail!("unknown Keel variant {stem:?} (known: power-saving, agility, auction, peer-group)");
+    };
+    let t = Transport {
+        latency_s: args.latency_ms / 1000.0,
+        loss: args.loss,
+        seed: args.seed,
+        ..Transport::default()
+    };
+    Ok(KeelArgs(v, t))
 }
 
 type Replayed = (Vec<Named>, Option<(String, HostSeries)>, Scenario, Workload);
@@ -218,7 +247,31 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
         wl = wl.take(n);
     }
     let wl = wl.replicate(args.scale);
-    let sc = Scenario::resolve(&args.scenario, args.scale)?;
+    let mut sc = Scenario::resolve(&args.scenario, args.scale)?;
+    if let Some(n) = args.hosts {
+        if n < 2 || n > sc.hosts.len() {
+            bail!(
+                "--hosts {n}: the scenario has {} hosts; use 2..={}",
+                sc.hosts.len(),
+                sc.hosts.len()
+            );
+        }
+        sc.hosts.truncate(n);
+    }
+    if let Some(s) = args.steps {
+        let whole = sc.duration_s.unwrap_or_else(|| wl.duration_s());
+        // Updates fall at offset + k·interval, k = 1.. while below the end; ending 1 s after
+        // update S leaves its migrations (each takes seconds) unfinished, so no energy is counted
+        // after it.
+        let end = sc.offset_s + s as f64 * sc.interval_s + 1.0;
+        if s == 0 || end > whole {
+            bail!(
+                "--steps {s}: must be 1..={} for this scenario and dataset",
+                ((whole - sc.offset_s) / sc.interval_s).ceil() as usize - 1
+            );
+        }
+        sc.duration_s = Some(end);
+    }
     let model = match &args.model {
         Some(p) => {
             Some(Arc::new(ModelFile::load(p).with_context(|| {
@@ -232,6 +285,36 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
     let mut policies = Vec::new();
     for n in &names {
         policies.push((n.clone(), make_policy(n, model.as_ref(), args)?));
+    }
+    if let Some(p) = &args.export_placement {
+        let name = match &args.export_policy {
+            Some(n) => n,
+            None => names
+                .iter()
+                .find(|n| n.starts_with("keel-"))
+                .unwrap_or(&names[0]),
+        };
+        if !names.contains(name) {
+            bail!("--export-policy {name:?} is not among the policies run");
+        }
+        // The thresholds the Keel agents run with (every variant has the same ones).
+        let KeelArgs(variant, t) =
+            keel_args(name, args).or_else(|_| keel_args("keel-power-saving", args))?;
+        let c = crate::sim::keel::core_config(variant, &t);
+        let mut policy = make_policy(name, model.as_ref(), args)?;
+        let steps = args.steps.unwrap_or_else(|| {
+            let end = sc.duration_s.unwrap_or_else(|| wl.duration_s());
+            ((end - sc.offset_s) / sc.interval_s).ceil().max(1.0) as usize - 1
+        });
+        placement::Placement::build(
+            &sc,
+            &wl,
+            policy.as_mut(),
+            steps,
+            (c.high, c.low, c.accept_below),
+            &args.dataset,
+        )?
+        .save(p)?;
     }
     let export = args.export_hosts.as_ref().map(|_| {
         args.export_policy.clone().unwrap_or_else(|| {

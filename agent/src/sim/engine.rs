@@ -312,21 +312,7 @@ impl<'a> Engine<'a> {
         if record_hosts {
             self.host_series = Some(Vec::new());
         }
-        for v in 0..self.vms.len() {
-            let Some(h) = policy.place(&mut self, v) else {
-                bail!(
-                    "no host can take VM {:?} at creation ({} hosts, policy {})",
-                    self.wl.inventory.vms[v].id,
-                    self.hosts.len(),
-                    policy.name()
-                );
-            };
-            self.plan_create(h, v);
-            self.vms[v].table = Some(h as u32);
-            self.vms[v].instantiating = false;
-            // CloudSim: once created, a VM requests what its (not yet submitted) cloudlet does: 0.
-            self.vms[v].req = 0.0;
-        }
+        self.place_all(policy)?;
         let interval = self.sc.interval_s;
         let end = self.sc.duration_s.unwrap_or_else(|| self.wl.duration_s());
         let total = ((end - self.sc.offset_s) / interval).ceil().max(0.0) as usize;
@@ -376,6 +362,30 @@ impl<'a> Engine<'a> {
             migration_log: self.migration_log,
             finished_vms: self.vms.iter().filter(|v| !v.alive).count(),
         })
+    }
+
+    /// Creates every VM where `policy` places it, in the workload's order (the start of
+    /// [`Engine::run`]); afterwards `vms[v].table` is VM `v`'s host.
+    ///
+    /// # Errors
+    /// A VM no host can take.
+    pub fn place_all(&mut self, policy: &mut dyn Policy) -> anyhow::Result<()> {
+        for v in 0..self.vms.len() {
+            let Some(h) = policy.place(self, v) else {
+                bail!(
+                    "no host can take VM {:?} at creation ({} hosts, policy {})",
+                    self.wl.inventory.vms[v].id,
+                    self.hosts.len(),
+                    policy.name()
+                );
+            };
+            self.plan_create(h, v);
+            self.vms[v].table = Some(h as u32);
+            self.vms[v].instantiating = false;
+            // CloudSim: once created, a VM requests what its (not yet submitted) cloudlet does: 0.
+            self.vms[v].req = 0.0;
+        }
+        Ok(())
     }
 
     fn record_step(&mut self) {
