@@ -152,6 +152,9 @@ pub struct Report {
     /// With `--placement`: energy over the steps, kWh (the replay engine's power rule).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub energy_kwh: Option<f64>,
+    /// With `--placement`: hosts running a VM with demand at each step's start.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub active_hosts: Vec<u32>,
 }
 
 impl fmt::Display for Report {
@@ -292,7 +295,11 @@ pub fn scenario_from_placement(
 ) -> anyhow::Result<(Scenario, Vec<[f64; 11]>)> {
     let series = pl.demands(dataset)?;
     let sc = Scenario {
-        hosts: pl.hosts.iter().map(|h| (h.id.clone(), h.capacity)).collect(),
+        hosts: pl
+            .hosts
+            .iter()
+            .map(|h| (h.id.clone(), h.capacity))
+            .collect(),
         placement: pl
             .vms
             .iter()
@@ -435,12 +442,7 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
     // One trace step in real time.
     let step_real = Duration::from_secs_f64(sc.step_s / args.speedup);
     let vms = sc.placement.len();
-    info!(
-        agents,
-        vms,
-        step_s = sc.step_s,
-        "Cluster scenario built."
-    );
+    info!(agents, vms, step_s = sc.step_s, "Cluster scenario built.");
     let fleet = SimFleet::with_traces(
         sc.placement.clone(),
         Traces {
@@ -516,6 +518,9 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
             c.high = pl.high;
             c.low = pl.low;
             c.accept_below = pl.accept_below;
+            // No agent is killed here: a slow failure detector keeps a loaded machine's late
+            // agents from being declared down, which would stall negotiations while they rejoin.
+            c.dead_after = Duration::from_secs(10);
         }
         if args.directory {
             c.membership = Mode::Directory;
@@ -648,13 +653,16 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
     // Let the event watchers drain.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let t = tally.lock().expect("tally lock is never poisoned");
-    let (migrations, steps, energy) = match (&sampled, &fit) {
+    let (migrations, steps, energy, active_hosts) = match (&sampled, &fit) {
         (Some((rows, moves)), Some((pl, power))) => (
             *moves,
             Some(pl.steps),
             Some(energy_kwh(power, rows, pl.interval_s)),
+            rows.iter()
+                .map(|r| r.iter().filter(|u| **u > 0.0).count() as u32)
+                .collect(),
         ),
-        _ => (fleet.moves(), None, None),
+        _ => (fleet.moves(), None, None, Vec::new()),
     };
     Ok(Report {
         agents,
@@ -682,6 +690,7 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         faults_injected: totals.net.fault_drops + totals.net.fault_dups,
         steps,
         energy_kwh: energy,
+        active_hosts,
     })
 }
 

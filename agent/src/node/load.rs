@@ -338,8 +338,7 @@ impl SimFleet {
 
     fn observe(&self, host: &str) -> Observation {
         let f = self.lock();
-        if f
-            .traces
+        if f.traces
             .as_ref()
             .is_some_and(|t| std::time::Instant::now() < t.start)
         {

@@ -587,13 +587,19 @@ struct MemberView<'a> {
     ranker: &'a dyn Ranker,
     cooldown: &'a HashMap<String, Instant>,
     accept_below: f64,
+    rank: Rank,
     settling: bool,
     now: Instant,
 }
 
 impl MemberView<'_> {
+    /// The peers playing `role` that can take `need`, best first, in the replay's discovery
+    /// order: stable before unstable; to pack, running hosts before empty ones, fullest first;
+    /// to spread, least loaded first. A VM offered by a host emptying itself goes only to a
+    /// running host that is not emptying itself (the target's `canMigrate` refuses otherwise).
     fn ranked(&self, role: &str, need: &Need, exclude: &[Value]) -> Vec<Ranked> {
         let excluded: Vec<String> = exclude.iter().map(host::id_str).collect();
+        let mut util: HashMap<String, f64> = HashMap::new();
         let candidates: Vec<Candidate> = self
             .members
             .alive(self.now)
@@ -602,15 +608,34 @@ impl MemberView<'_> {
                     && p.plays == role
                     && !self.cooldown.contains_key(&p.id)
                     && !excluded.contains(&p.id)
+                    && !(need.drain && (p.used <= 0.0 || p.plays == "draining"))
             })
-            .map(|p| Candidate {
-                id: p.id.clone(),
-                free: p.capacity * self.accept_below - p.used,
-                history: p.history.clone(),
-                step_s: p.step_s,
+            .map(|p| {
+                util.insert(p.id.clone(), p.used / p.capacity.max(f64::MIN_POSITIVE));
+                Candidate {
+                    id: p.id.clone(),
+                    free: p.capacity * self.accept_below - p.used,
+                    history: p.history.clone(),
+                    step_s: p.step_s,
+                }
             })
             .collect();
-        rank(self.ranker, candidates, need.cpu)
+        let mut v = rank(self.ranker, candidates, need.cpu);
+        let key = |r: &Ranked| {
+            let u = util.get(&r.candidate.id).copied().unwrap_or(0.0);
+            match self.rank {
+                Rank::Pack => (r.unstable, u <= 0.0, -u),
+                Rank::Spread => (r.unstable, false, u),
+            }
+        };
+        v.sort_by(|a, b| {
+            let (ka, kb) = (key(a), key(b));
+            ka.0.cmp(&kb.0)
+                .then(ka.1.cmp(&kb.1))
+                .then(ka.2.total_cmp(&kb.2))
+                .then(a.candidate.id.cmp(&b.candidate.id))
+        });
+        v
     }
 }
 
@@ -666,18 +691,21 @@ impl View for MemberView<'_> {
     }
 
     fn neighbour(&mut self, _me: &Value) -> Option<Value> {
-        // The local group: live members in id order, cyclically, starting after this agent.
-        let mut ids: Vec<String> = self
+        // The local group: live members in id order, cyclically, starting after this agent;
+        // as in the replay, hosts that run nothing (switched off) are skipped while any runs.
+        let mut ids: Vec<(String, bool)> = self
             .members
             .alive(self.now)
-            .map(|p| p.id)
-            .filter(|id| id != self.me)
+            .map(|p| (p.id, p.used > 0.0))
+            .filter(|(id, _)| id != self.me)
             .collect();
         ids.sort();
-        ids.iter()
-            .find(|id| id.as_str() > self.me)
-            .or(ids.first())
-            .map(|id| Value::atom(id))
+        let after = |on: bool| {
+            ids.iter()
+                .find(|(id, u)| id.as_str() > self.me && (*u || !on))
+                .or(ids.iter().find(|(_, u)| *u || !on))
+        };
+        after(true).or(after(false)).map(|(id, _)| Value::atom(id))
     }
 
     fn publish(&mut self, _me: &Value, st: &Published<'_>) {
@@ -714,6 +742,7 @@ impl Actor {
             ranker: self.ranker.as_ref(),
             cooldown: &self.cooldown,
             accept_below: self.cfg.accept_below,
+            rank: self.cfg.rank,
             settling,
             now: now_i,
         };

@@ -276,7 +276,9 @@ mod tests {
 
     #[test]
     fn energy_follows_the_engine_rule() {
-        let w = [[0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0]; 2];
+        let w = [[
+            0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0,
+        ]; 2];
         // Host 0 at 50 % then 100 %: (50 + 100) / 2 W for 3600 s. Host 1 off then on: nothing.
         let utils = vec![vec![0.5, 0.0], vec![1.0, 0.5]];
         let e = energy_kwh(&w, &utils, 3600.0);
