@@ -57,6 +57,9 @@ fn args(path: &Path) -> ClusterArgs {
         interaction_model: None,
         directory: false,
         seed: 7,
+        placement: None,
+        eval_ms: None,
+        warmup_ms: 2000,
         json: true,
     }
 }

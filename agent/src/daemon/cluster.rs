@@ -152,6 +152,10 @@ pub struct Report {
     /// With `--placement`: energy over the steps, kWh (the replay engine's power rule).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub energy_kwh: Option<f64>,
+    /// With `--placement`: energy of the initial placement kept throughout (no migration), kWh,
+    /// by the same rule: the yardstick for `energy_kwh`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_energy_kwh: Option<f64>,
     /// With `--placement`: hosts running a VM with demand at each step's start.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub active_hosts: Vec<u32>,
@@ -313,15 +317,20 @@ pub fn scenario_from_placement(
 
 /// Host utilisations now, in host order, from the fleet's placement and the demand at `step`.
 fn utils(sc: &Scenario, fleet: &SimFleet, step: usize) -> Vec<f64> {
+    utils_of(sc, &fleet.placement(), step)
+}
+
+/// Host utilisations, in host order, of `placement` with the demand at `step`.
+fn utils_of(sc: &Scenario, placement: &BTreeMap<String, String>, step: usize) -> Vec<f64> {
     let mut used: HashMap<&str, f64> = HashMap::new();
-    for (vm, host) in fleet.placement() {
+    for (vm, host) in placement {
         let d = sc
             .series
-            .get(&vm)
+            .get(vm)
             .and_then(|s| s.get(step))
             .copied()
             .unwrap_or(0.0);
-        if let Some((id, _)) = sc.hosts.iter().find(|(id, _)| *id == host) {
+        if let Some((id, _)) = sc.hosts.iter().find(|(id, _)| id == host) {
             *used.entry(id.as_str()).or_insert(0.0) += d;
         }
     }
@@ -521,6 +530,10 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
             // No agent is killed here: a slow failure detector keeps a loaded machine's late
             // agents from being declared down, which would stall negotiations while they rejoin.
             c.dead_after = Duration::from_secs(10);
+            // The replay gives up a wait as soon as nothing is in flight; over loopback a quarter
+            // of a step is ample, where a longer wait would idle an agent over whole steps.
+            c.lcc_wait = (step_real / 4).max(Duration::from_millis(100));
+            c.cooldown = c.cooldown.min(step_real / 2);
         }
         if args.directory {
             c.membership = Mode::Directory;
@@ -653,6 +666,12 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
     // Let the event watchers drain.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let t = tally.lock().expect("tally lock is never poisoned");
+    let static_energy = fit.as_ref().map(|(pl, power)| {
+        let rows: Vec<Vec<f64>> = (0..pl.steps)
+            .map(|j| utils_of(&sc, &sc.placement, j))
+            .collect();
+        energy_kwh(power, &rows, pl.interval_s)
+    });
     let (migrations, steps, energy, active_hosts) = match (&sampled, &fit) {
         (Some((rows, moves)), Some((pl, power))) => (
             *moves,
@@ -690,6 +709,7 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         faults_injected: totals.net.fault_drops + totals.net.fault_dups,
         steps,
         energy_kwh: energy,
+        static_energy_kwh: static_energy,
         active_hosts,
     })
 }

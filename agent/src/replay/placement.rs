@@ -254,16 +254,15 @@ impl Placement {
 /// power at the previous and the current utilisation, and nothing when its previous utilisation
 /// was 0 (an empty host is off). Utilisation is capped at 1 (CloudSim lets 1.0..1.01 through as 1).
 pub fn energy_kwh(power: &[[f64; 11]], utils: &[Vec<f64>], step_s: f64) -> f64 {
-    let p = |h: usize, u: f64| {
+    let p = |watts: &[f64; 11], u: f64| {
         let u = if u > 1.0 && u < 1.01 { 1.0 } else { u.min(1.0) };
-        keel_core::inventory::PowerModel { watts: power[h] }.power_at(u)
+        keel_core::inventory::PowerModel { watts: *watts }.power_at(u)
     };
     let mut ws = 0.0;
     for w in utils.windows(2) {
-        for h in 0..power.len() {
-            let (from, to) = (w[0][h], w[1][h]);
+        for ((watts, &from), &to) in power.iter().zip(&w[0]).zip(&w[1]) {
             if from != 0.0 {
-                ws += (p(h, from) + p(h, to)) / 2.0 * step_s;
+                ws += (p(watts, from) + p(watts, to)) / 2.0 * step_s;
             }
         }
     }
