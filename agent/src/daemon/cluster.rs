@@ -476,6 +476,7 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         None => (None, "protocols/seed.lcc".to_string()),
     };
     let rank = crate::daemon::rank_for(args.interaction_model.as_deref());
+    let replay_order = crate::daemon::replay_order_for(args.interaction_model.as_deref());
     let ranker: Arc<dyn Ranker> = match &args.model {
         Some(p) => {
             let r = ModelRanker::from_path(p);
@@ -523,6 +524,7 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         c.interaction_model.clone_from(&interaction_model);
         c.interaction_model_name.clone_from(&model_name);
         c.rank = rank;
+        c.replay_order = replay_order;
         if let Some((pl, _)) = &fit {
             c.high = pl.high;
             c.low = pl.low;

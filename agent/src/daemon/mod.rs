@@ -40,6 +40,15 @@ pub fn rank_for(path: Option<&std::path::Path>) -> crate::host::Rank {
     }
 }
 
+/// Whether the model in `path` is one the replay measures (`agent/protocols/<variant>.lcc`, by
+/// file stem): its agents then order candidates as the replay does
+/// ([`NodeConfig::replay_order`]).
+pub fn replay_order_for(path: Option<&std::path::Path>) -> bool {
+    let stem = path.and_then(|p| p.file_stem()).and_then(|s| s.to_str());
+    stem.and_then(crate::sim::keel::Variant::from_stem)
+        .is_some()
+}
+
 /// Arguments of `keel-agent publish`.
 #[derive(Debug, clap::Args)]
 pub struct PublishArgs {
@@ -211,6 +220,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     nc.policy_key = s.policy_key;
     nc.policy_dir = s.policy_dir.clone();
     nc.rank = rank_for(s.interaction_model.as_deref());
+    nc.replay_order = replay_order_for(s.interaction_model.as_deref());
     nc.interaction_model = Some(interaction_model);
     nc.interaction_model_name = model_name;
     let rt = runtime()?;

@@ -190,6 +190,11 @@ pub struct NodeConfig {
     pub lcc_wait: Duration,
     /// How the agent prices VMs and orders candidates (`agility` spreads; the others pack).
     pub rank: Rank,
+    /// Order candidates as the replay's discovery does (by `rank`: to pack, the fullest running
+    /// host first, and a draining host's VM only to a running host) rather than most room first.
+    /// Set for the models the replay measures (`agent/protocols/*.lcc`), so a fleet runs them as
+    /// the replay does.
+    pub replay_order: bool,
 }
 
 /// Why an agent could not start.
@@ -237,6 +242,7 @@ impl NodeConfig {
             interaction_model_name: "interaction model".into(),
             lcc_wait: Duration::from_secs(2),
             rank: Rank::Pack,
+            replay_order: false,
         }
     }
 }
@@ -587,17 +593,20 @@ struct MemberView<'a> {
     ranker: &'a dyn Ranker,
     cooldown: &'a HashMap<String, Instant>,
     accept_below: f64,
-    rank: Rank,
+    /// `Some`: the replay's candidate order ([`NodeConfig::replay_order`]).
+    rank: Option<Rank>,
     settling: bool,
     now: Instant,
 }
 
 impl MemberView<'_> {
-    /// The peers playing `role` that can take `need`, best first, in the replay's discovery
-    /// order: stable before unstable; to pack, running hosts before empty ones, fullest first;
-    /// to spread, least loaded first. A VM offered by a host emptying itself goes only to a
-    /// running host that is not emptying itself (the target's `canMigrate` refuses otherwise).
+    /// The peers playing `role` that can take `need`, best first: stable before unstable, then
+    /// most room first; or, in the replay's discovery order (`rank` set): stable before
+    /// unstable; to pack, running hosts before empty ones, fullest first; to spread, least loaded
+    /// first; and a VM offered by a host emptying itself only to a running host that is not
+    /// emptying itself (the target's `canMigrate` refuses otherwise).
     fn ranked(&self, role: &str, need: &Need, exclude: &[Value]) -> Vec<Ranked> {
+        let replay = self.rank.is_some();
         let excluded: Vec<String> = exclude.iter().map(host::id_str).collect();
         let mut util: HashMap<String, f64> = HashMap::new();
         let candidates: Vec<Candidate> = self
@@ -608,7 +617,7 @@ impl MemberView<'_> {
                     && p.plays == role
                     && !self.cooldown.contains_key(&p.id)
                     && !excluded.contains(&p.id)
-                    && !(need.drain && (p.used <= 0.0 || p.plays == "draining"))
+                    && !(replay && need.drain && (p.used <= 0.0 || p.plays == "draining"))
             })
             .map(|p| {
                 util.insert(p.id.clone(), p.used / p.capacity.max(f64::MIN_POSITIVE));
@@ -621,9 +630,12 @@ impl MemberView<'_> {
             })
             .collect();
         let mut v = rank(self.ranker, candidates, need.cpu);
+        let Some(order) = self.rank else {
+            return v;
+        };
         let key = |r: &Ranked| {
             let u = util.get(&r.candidate.id).copied().unwrap_or(0.0);
-            match self.rank {
+            match order {
                 Rank::Pack => (r.unstable, u <= 0.0, -u),
                 Rank::Spread => (r.unstable, false, u),
             }
@@ -742,7 +754,7 @@ impl Actor {
             ranker: self.ranker.as_ref(),
             cooldown: &self.cooldown,
             accept_below: self.cfg.accept_below,
-            rank: self.cfg.rank,
+            rank: self.cfg.replay_order.then_some(self.cfg.rank),
             settling,
             now: now_i,
         };
