@@ -5,18 +5,19 @@
 # `keel-agent cluster --placement` runs it with 30 real agents over TCP on 127.0.0.1 (directory
 # membership, one evaluation per trace step, 1 s per step). For power-saving and peer-group the
 # cluster's migrations and energy must land within the tolerance below of the replay's; and the
-# check must fail when the cluster runs another model (auction) than the replay (power-saving).
+# check must fail when the two sides run different models.
 #
-# Tolerance, from the cluster's measured run-to-run spread on this 2-core machine under load (12
-# runs; the figures are in the project's notes on issue 12): migrations within 0.45x..1.6x of the
-# replay's (measured 0.59..0.70x for power-saving, 0.83..1.23x for peer-group), and energy saved
-# against the same placement without migration (1 - E / E_static, both sides by the replay
-# engine's power rule) within 0.5 of the replay's saving (measured 0.08..0.28 below it for
-# power-saving, 0.12..0.39 for peer-group). Real agents tick on their own timers and see their
+# Tolerance, from the cluster's measured run-to-run spread on this 2-core machine under load (8
+# runs of each model; the figures are in the project's notes on issue 12): migrations within
+# 0.45x..1.6x of the replay's (measured 0.55..0.70x for power-saving, 0.83..1.27x for peer-group),
+# and energy saved against the same placement without migration (1 - E / E_static, both sides by
+# the replay engine's power rule) within 0.5 of the replay's saving (measured 0.05..0.28 below it
+# for power-saving, 0.12..0.39 for peer-group). Real agents tick on their own timers and see their
 # peers through a directory refreshed every 150 ms, so they consolidate one to four steps later
-# than the replay, whose agents all tick together over an exact view; that lag, not the policy,
-# is most of the gap. The check must fail with another model on the cluster's side (auction:
-# the replay's auction moves 10 VMs and saves 0.20 where power-saving moves 71 and saves 0.84).
+# than the replay, whose agents all tick together over an exact view; that lag, not the policy, is
+# most of the gap. The check must fail when the two sides run different models: the cluster's
+# power-saving run against the replay's auction (10 migrations, saves 0.20, where the replay's
+# power-saving moves 71 and saves 0.84; the cluster's power-saving moved 39..50, 3.9..5x).
 #
 #   bash scripts/test.d/clusterfit.sh        # run by scripts/test.sh
 set -euo pipefail
@@ -29,7 +30,7 @@ data=datasets/planetlab-20110303.parquet
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 small=(--dataset "$data" --hosts 30 --steps 36 --max-vms 40 --seed 1 --quiet)
-"$bin" replay "${small[@]}" --policies keel-power-saving,keel-peer-group \
+"$bin" replay "${small[@]}" --policies keel-power-saving,keel-peer-group,keel-auction \
   --export-placement "$tmp/placement.json" --json >"$tmp/replay.json"
 cluster() { # MODEL
   "$bin" cluster --dataset "$data" --placement "$tmp/placement.json" --directory --speedup 300 \
@@ -65,11 +66,11 @@ PY
     failed=$((failed + 1))
   fi
 }
-compare "power-saving: cluster within tolerance of the replay" keel-power-saving \
-  "$(cluster power-saving)" within
+ps="$(cluster power-saving)" || ps=""
+compare "power-saving: cluster within tolerance of the replay" keel-power-saving "$ps" within
 compare "peer-group: cluster within tolerance of the replay" keel-peer-group \
   "$(cluster peer-group)" within
-compare "a different model on one side (cluster auction, replay power-saving) is out of tolerance" \
-  keel-power-saving "$(cluster auction)" outside
+compare "a different model on one side (cluster power-saving, replay auction) is out of tolerance" \
+  keel-auction "$ps" outside
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
