@@ -71,6 +71,10 @@ pub struct ReplayArgs {
     /// Use only N of the dataset's VMs, evenly spaced in its order (quick runs; before --scale).
     #[arg(long)]
     pub max_vms: Option<usize>,
+    /// Minimum stay of a VM on a host, seconds, for every Keel policy (default: an hour for
+    /// `+model` policies, none for the others).
+    #[arg(long)]
+    pub min_stay_s: Option<f64>,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -185,6 +189,7 @@ pub fn make_policy(
             latency_s: args.latency_ms / 1000.0,
             loss: args.loss,
             seed: args.seed,
+            min_stay_s: args.min_stay_s,
             ..Transport::default()
         };
         return Ok(Box::new(KeelPolicy::from_name(
