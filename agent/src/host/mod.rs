@@ -42,6 +42,10 @@ use crate::negotiation::{
     Action, Local, Msg, NegCounts, NegId, Negotiator, Outcome, Record, Side, Timeouts,
 };
 use crate::time::Time;
+use keel_core::model::ModelFile;
+
+/// Measurements of its own utilisation a host keeps for the stability model (3 h at 5 min).
+const HIST_MAX: usize = 36;
 
 pub use self::predicates::PREDICATES;
 pub use self::view::{Need, Published, Recording, Resolved, Scripted, View, ViewCall};
@@ -85,6 +89,15 @@ pub struct CoreConfig {
     /// VMs migrated away stay hidden from the load for this long or until the load source stops
     /// listing them (`None`: the load source is exact, as in the replay).
     pub hide_moved: Option<Duration>,
+    /// The stability model, consulted where a partner is chosen: a host asked to take a VM scores
+    /// its own CPU history with the VM's added (the *projected* series) and declines when the
+    /// model says it would overload. `None`: no consult.
+    pub stability: Option<Arc<ModelFile>>,
+    /// Seconds between measurements (the step of the series the model scores).
+    pub step_s: f64,
+    /// Minimum stay: a VM that arrived less than this many seconds ago is not offered again while
+    /// another VM can go, and a host holding one does not empty itself (0: off).
+    pub min_stay_s: f64,
 }
 
 impl Default for CoreConfig {
@@ -105,6 +118,9 @@ impl Default for CoreConfig {
                 .collect(),
             timeouts: Timeouts::default(),
             hide_moved: None,
+            stability: None,
+            step_s: 300.0,
+            min_stay_s: 0.0,
         }
     }
 }
@@ -124,6 +140,12 @@ pub struct VmLoad {
     pub pe_cpu: f64,
     /// Already migrating (cannot be offered).
     pub migrating: bool,
+    /// Seconds since it arrived on this host (`f64::INFINITY`: since before the agent knows).
+    pub stay_s: f64,
+    /// Its CPU demand at the last measurements (absolute units, oldest first, the newest is
+    /// now); empty where the driver keeps none. Sent with an offer so that the receiver can
+    /// score its own history with the VM's added.
+    pub hist: Vec<f64>,
 }
 
 /// A measurement: the host's capacity and load.
@@ -139,6 +161,9 @@ pub struct HostLoad {
     pub other: f64,
     /// The VMs.
     pub vms: Vec<VmLoad>,
+    /// A new point of the host's CPU utilisation series at the stability model's step (the
+    /// driver averages its measurements to that step), if one completed with this measurement.
+    pub step_util: Option<f64>,
 }
 
 /// What the driver must do.
@@ -303,6 +328,8 @@ pub(crate) struct State {
     pub(crate) targets: HashMap<String, Value>,
     /// The seed model's VM picked by `overloaded/1`.
     pub(crate) last_pick: Option<Need>,
+    /// This host's CPU utilisation at the last measurements, oldest first (bounded).
+    pub(crate) hist: VecDeque<f64>,
     pub(crate) stats: CoreStats,
 }
 
@@ -469,6 +496,11 @@ impl HostAgent {
         Ok(())
     }
 
+    /// Replaces the stability model (a new file or bundle); `None`: no consult.
+    pub fn set_stability(&mut self, model: Option<Arc<ModelFile>>) {
+        self.cfg.stability = model;
+    }
+
     /// Counts a model refused by the driver (compile error or unknown predicate).
     pub fn note_model_refused(&mut self) {
         self.st.stats.models_refused += 1;
@@ -503,6 +535,12 @@ impl HostAgent {
         st.here.clear();
         st.here.resize(n, true);
         st.cpu = load.other + load.vms.iter().map(|v| v.cpu).sum::<f64>();
+        if let Some(u) = load.step_util {
+            if st.hist.len() >= HIST_MAX {
+                st.hist.pop_front();
+            }
+            st.hist.push_back(u);
+        }
         st.mem = load.vms.iter().map(|v| v.mem).sum();
         st.load = load;
         st.draining = false;

@@ -138,16 +138,59 @@ impl Cx<'_> {
             vm: v.id.clone(),
             drain,
             pe_cpu: v.pe_cpu,
+            hist: v.hist.clone(),
         }
     }
 
+    /// Whether the stability model says this host would overload with `need` added: it scores
+    /// the projected series (this host's utilisation history plus the VM's demand history over
+    /// this host's capacity; without the VM's history, its demand now). No model, or too short a
+    /// history of this host: `false`.
+    fn would_overload(&mut self, need: &Need) -> bool {
+        let Some(m) = self.cfg.stability.as_deref() else {
+            return false;
+        };
+        let cap = self.st.load.capacity;
+        let n = ((m.window_s() / self.cfg.step_s).ceil() as usize).max(1);
+        let own = &self.st.hist;
+        if cap <= 0.0 || own.len() < n {
+            return false;
+        }
+        // Without the VM's history, its demand now, held.
+        let vm = need.hist.len().checked_sub(n).map(|k| &need.hist[k..]);
+        let proj: Vec<f64> = own
+            .iter()
+            .skip(own.len() - n)
+            .enumerate()
+            .map(|(i, &u)| u + vm.map_or(need.cpu, |h| h[i]) / cap)
+            .collect();
+        let w = keel_core::features::HostWindow::cpu(self.cfg.step_s, &proj);
+        let unstable = m.score(&w).is_ok_and(|s| m.is_unstable(s));
+        if unstable {
+            self.st.stats.model_vetoes += 1;
+        }
+        unstable
+    }
+
+    /// Whether VM `i` arrived too recently to be offered again (the minimum stay).
+    fn settling(&self, i: usize) -> bool {
+        self.st.load.vms[i].stay_s < self.cfg.min_stay_s
+    }
+
     /// A VM to move: least RAM first (shortest migration), or largest CPU first when draining;
-    /// not one moved, given up or already migrating.
+    /// not one moved, given up or already migrating; one still settling (minimum stay) only when
+    /// no other can go.
     fn pick_vm(&self, largest_first: bool) -> Option<usize> {
+        self.pick_vm_among(largest_first, true)
+            .or_else(|| self.pick_vm_among(largest_first, false))
+    }
+
+    fn pick_vm_among(&self, largest_first: bool, settled_only: bool) -> Option<usize> {
         let st = &self.st;
         let cand = (0..st.load.vms.len()).filter(|&i| {
             st.here[i]
                 && !st.load.vms[i].migrating
+                && (!settled_only || !self.settling(i))
                 && !st.moved.contains(&st.keys[i])
                 && !st.exhausted.contains(&st.keys[i])
         });
@@ -253,6 +296,10 @@ impl Knowledge for Preds<'_, '_> {
                 if !cx.view.busier_exists(cx.me, cx.st.cpu) {
                     return Ok(None);
                 }
+                // A host that has just received a VM does not empty itself (minimum stay).
+                if (0..cx.st.load.vms.len()).any(|i| cx.st.here[i] && cx.settling(i)) {
+                    return Ok(None);
+                }
                 let Some(i) = cx.pick_vm(true) else {
                     return Ok(None);
                 };
@@ -285,7 +332,7 @@ impl Knowledge for Preds<'_, '_> {
                     cx.st.stats.model_vetoes += 1;
                     return Ok(None);
                 }
-                if cx.fits(&need, thr) {
+                if cx.fits(&need, thr) && !cx.would_overload(&need) {
                     cx.reserve(&need);
                     Ok(Some(args.to_vec()))
                 } else {
@@ -297,7 +344,7 @@ impl Knowledge for Preds<'_, '_> {
                 let Some(need) = Need::parse(&args[1]) else {
                     return Ok(None);
                 };
-                if !cx.fits(&need, thr) {
+                if !cx.fits(&need, thr) || cx.would_overload(&need) {
                     return Ok(None);
                 }
                 let after = (cx.st.cpu + need.cpu) / cx.st.load.capacity;

@@ -72,8 +72,11 @@ fn load(vms: &[(i64, f64)]) -> HostLoad {
                 ram: 512.0,
                 pe_cpu: cpu,
                 migrating: false,
+                stay_s: f64::INFINITY,
+                hist: Vec::new(),
             })
             .collect(),
+        step_util: None,
     }
 }
 
@@ -327,4 +330,78 @@ fn a_new_model_replaces_the_running_one() {
     // The seed model's underloaded role (power saving has `underloaded(Cap)` too, but reaches
     // it through `spare/2`; the seed through `underloaded/1`).
     assert_eq!(ags[0].role_name(), "underloaded");
+}
+
+/// A model that says "unstable" when the mean of the scored series reaches `at`.
+fn mean_model(at: f64) -> Arc<keel_core::model::ModelFile> {
+    let schema = keel_core::features::FeatureSchema::cpu_default();
+    Arc::new(
+        keel_core::model::ModelFile::one_feature_logistic(schema, "cpu_mean", 1000.0, at, 0.0)
+            .expect("the schema has cpu_mean"),
+    )
+}
+
+/// Host 0 overloaded with VMs 1 (500) and 2 (450, at 100 over the window); host 1 at 30 % for
+/// the model's whole window. VM 1's history is `vm1_hist`. Returns the VMs that moved and host 1's vetoes.
+fn offer_to_a_host_with_a_model(
+    vm1_hist: Vec<f64>,
+    min_stay: f64,
+    vm1_stay: f64,
+) -> (Vec<String>, u64) {
+    let p = compile_model("power-saving.lcc", POWER_SAVING).expect("model compiles");
+    let cfg = CoreConfig {
+        stability: Some(mean_model(0.75)),
+        min_stay_s: min_stay,
+        ..CoreConfig::default()
+    };
+    let mut ags: Vec<HostAgent> = (0..2)
+        .map(|i| HostAgent::new(Value::Int(i), Arc::clone(&p), cfg.clone(), 0).unwrap())
+        .collect();
+    let mut view = TestView::default();
+    let steps = (cfg.stability.as_ref().unwrap().window_s() / cfg.step_s).ceil() as usize;
+    for k in 0..steps {
+        let mut l = load(&[(9, 300.0)]);
+        l.step_util = Some(0.3);
+        let _ = ags[1].tick(Time::from_secs_f64(k as f64), l, &mut view);
+    }
+    let mut l0 = load(&[(1, 500.0), (2, 450.0)]);
+    l0.vms[0].hist = vm1_hist;
+    l0.vms[0].stay_s = vm1_stay;
+    l0.vms[1].hist = vec![100.0; 12];
+    let q: Vec<(usize, Output)> = ags[0]
+        .tick(Time::ZERO, l0, &mut view)
+        .into_iter()
+        .map(|o| (0, o))
+        .collect();
+    let (executed, _) = pump(&mut ags, &mut view, q);
+    (
+        executed.into_iter().map(|(vm, _)| vm).collect(),
+        ags[1].stats().model_vetoes,
+    )
+}
+
+#[test]
+fn a_receiver_scores_its_history_with_the_vm_added_and_declines_an_overload() {
+    // Flat at 500: 0.3 + 0.5 = 0.8 over the whole window, above the model's 0.75.
+    let (moved, vetoes) = offer_to_a_host_with_a_model(vec![500.0; 12], 0.0, f64::INFINITY);
+    assert_eq!((moved, vetoes), (Vec::<String>::new(), 1));
+    // The same VM now, but at 100 for the rest of the window: 0.3 + 0.133 on average.
+    let mut hist = vec![100.0; 11];
+    hist.push(500.0);
+    let (moved, vetoes) = offer_to_a_host_with_a_model(hist, 0.0, f64::INFINITY);
+    assert_eq!((moved, vetoes), (vec!["1".to_string()], 0));
+    // Without its history, the VM's demand now is held over the window: declined.
+    let (moved, vetoes) = offer_to_a_host_with_a_model(Vec::new(), 0.0, f64::INFINITY);
+    assert_eq!((moved, vetoes), (Vec::<String>::new(), 1));
+}
+
+#[test]
+fn a_vm_that_just_arrived_stays_while_another_can_go() {
+    let calm = vec![100.0; 12];
+    // VM 1 (the first pick by RAM) arrived 10 minutes ago: VM 2 goes instead.
+    let (moved, _) = offer_to_a_host_with_a_model(calm.clone(), 3600.0, 600.0);
+    assert_eq!(moved, vec!["2".to_string()]);
+    // After its minimum stay it is the first pick again.
+    let (moved, _) = offer_to_a_host_with_a_model(calm, 3600.0, 4000.0);
+    assert_eq!(moved, vec!["1".to_string()]);
 }

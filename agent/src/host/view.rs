@@ -21,35 +21,51 @@ pub struct Need {
     pub drain: bool,
     /// CPU one of its virtual CPUs needs (a host whose cores are slower cannot run it).
     pub pe_cpu: f64,
+    /// Its CPU demand at the last measurements (absolute units, oldest first); empty when the
+    /// sender keeps none. Carried as a sixth argument only when present.
+    pub hist: Vec<f64>,
 }
 
 impl Need {
-    /// The term `need(Cpu, Mem, Vm, Kind, PeCpu)`.
+    /// The term `need(Cpu, Mem, Vm, Kind, PeCpu)`, or `need(Cpu, Mem, Vm, Kind, PeCpu, Hist)`
+    /// with the VM's CPU history as a list of numbers.
     pub fn to_value(&self) -> Value {
-        Value::compound(
-            "need",
-            vec![
-                Value::Float(self.cpu),
-                Value::Float(self.mem),
-                self.vm.clone(),
-                Value::atom(if self.drain { "drain" } else { "over" }),
-                Value::Float(self.pe_cpu),
-            ],
-        )
+        let mut args = vec![
+            Value::Float(self.cpu),
+            Value::Float(self.mem),
+            self.vm.clone(),
+            Value::atom(if self.drain { "drain" } else { "over" }),
+            Value::Float(self.pe_cpu),
+        ];
+        if !self.hist.is_empty() {
+            args.push(Value::list(
+                self.hist.iter().map(|&c| Value::Float(c)).collect(),
+            ));
+        }
+        Value::compound("need", args)
     }
 
-    /// Reads a `need/5` term; `None` for anything else.
+    /// Reads a `need/5` or `need/6` term; `None` for anything else.
     pub fn parse(v: &Value) -> Option<Self> {
-        if v.name() != Some("need") || v.args().len() != 5 {
+        let a = v.args();
+        if v.name() != Some("need") || !(5..=6).contains(&a.len()) {
             return None;
         }
-        let a = v.args();
+        let hist = match a.get(5) {
+            Some(h) => h
+                .list_items()?
+                .iter()
+                .map(Value::as_f64)
+                .collect::<Option<Vec<f64>>>()?,
+            None => Vec::new(),
+        };
         Some(Self {
             cpu: a[0].as_f64()?,
             mem: a[1].as_f64()?,
             vm: a[2].clone(),
             drain: a[3].as_atom()? == "drain",
             pe_cpu: a[4].as_f64()?,
+            hist,
         })
     }
 }

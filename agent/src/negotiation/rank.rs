@@ -34,6 +34,10 @@ pub trait Ranker: Send + Sync + fmt::Debug {
     fn instability(&self, c: &Candidate) -> Option<f64>;
     /// Scores at or above this are unstable.
     fn threshold(&self) -> f64;
+    /// The model itself, where there is one (the host's own core consults it too).
+    fn model(&self) -> Option<Arc<ModelFile>> {
+        None
+    }
 }
 
 /// No model: nobody is scored.
@@ -175,6 +179,10 @@ impl Ranker for ModelRanker {
 
     fn threshold(&self) -> f64 {
         self.model().map_or(1.0, |m| m.threshold)
+    }
+
+    fn model(&self) -> Option<Arc<ModelFile>> {
+        Self::model(self)
     }
 }
 

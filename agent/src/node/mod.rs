@@ -484,6 +484,7 @@ pub async fn spawn(
         timeouts: cfg.timeouts,
         hide_moved: Some(MOVED_OUT_MEMORY),
         rank: cfg.rank,
+        step_s: cfg.history_step_s,
         ..CoreConfig::default()
     };
     let core = HostAgent::new(
@@ -1002,6 +1003,20 @@ impl Actor {
         let now = Instant::now();
         let obs = self.load.observe();
         self.cooldown.retain(|_, t| *t > now);
+        // The utilisation series the stability model reads (this host's, in its own core, and
+        // peers', in the gossip records): measurements averaged to the model's step.
+        let measured = if self.cfg.capacity > 0.0 {
+            (obs.other + obs.vms.iter().map(|(_, c)| c).sum::<f64>()) / self.cfg.capacity
+        } else {
+            0.0
+        };
+        self.hist_acc.0 += measured;
+        self.hist_acc.1 += 1;
+        let point = (self.hist_acc.1 >= self.cfg.history_every.max(1)).then(|| {
+            let mean = self.hist_acc.0 / f64::from(self.hist_acc.1);
+            self.hist_acc = (0.0, 0);
+            mean
+        });
         let load = HostLoad {
             capacity: self.cfg.capacity,
             pe_capacity: 0.0,
@@ -1017,9 +1032,14 @@ impl Actor {
                     ram: 0.0,
                     pe_cpu: 0.0,
                     migrating: false,
+                    stay_s: f64::INFINITY,
+                    hist: Vec::new(),
                 })
                 .collect(),
+            step_util: point,
         };
+        // The model file may have been replaced (a new file, or a bundle).
+        self.core.set_stability(self.ranker.model());
         // The interaction model starts afresh on each measurement; its exchange runs over TCP.
         let out = self.with_core(|c, v, t| c.tick(t, load, v));
         self.apply(out);
@@ -1029,16 +1049,8 @@ impl Actor {
             self.role = Some(role);
             self.emit(NodeEvent::Role(role));
         }
-        let util = self.core.util();
         // Peers refuse longer records (membership::MAX_HISTORY).
         let hist_len = self.cfg.history_len.min(membership::MAX_HISTORY);
-        self.hist_acc.0 += util;
-        self.hist_acc.1 += 1;
-        let point = (self.hist_acc.1 >= self.cfg.history_every.max(1)).then(|| {
-            let mean = self.hist_acc.0 / f64::from(self.hist_acc.1);
-            self.hist_acc = (0.0, 0);
-            mean
-        });
         if let Some(p) = point {
             self.members.update_me(|me| {
                 me.history.push(p);

@@ -88,6 +88,10 @@ pub struct ReplayArgs {
     /// `keel-agent cluster --placement FILE`.
     #[arg(long)]
     pub export_placement: Option<PathBuf>,
+    /// Minimum stay of a VM on a host, seconds, for every Keel policy (default: an hour for
+    /// `+model` policies, none for the others).
+    #[arg(long)]
+    pub min_stay_s: Option<f64>,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -223,6 +227,7 @@ fn keel_args(name: &str, args: &ReplayArgs) -> anyhow::Result<KeelArgs> {
         latency_s: args.latency_ms / 1000.0,
         loss: args.loss,
         seed: args.seed,
+        min_stay_s: args.min_stay_s,
         ..Transport::default()
     };
     Ok(KeelArgs(v, t))

@@ -113,6 +113,13 @@ pub struct Vm {
     left: Vec<u32>,
 }
 
+impl Vm {
+    /// Seconds from its last migration to `now` (infinite for a VM never moved).
+    pub fn since_move(&self, now: f64) -> f64 {
+        now - self.last_move
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     t: f64,

@@ -12,8 +12,10 @@
 //!   and returns to its initial role; an agent with a commit deadline (a lost commit message) has
 //!   its clock advanced to it;
 //! - the agents' view of their peers ([`SimView`]) is exact and immediate: a discovery service
-//!   that ranks candidates (fullest first to pack, least loaded first to balance) and, with a
-//!   stability model, puts hosts the model scores unstable last;
+//!   that ranks candidates (fullest first to pack, least loaded first to balance);
+//! - with a stability model (`+model`), each agent consults it where a partner is chosen (a host
+//!   asked to take a VM scores its own history with the VM's added and declines if it would
+//!   overload), and VMs keep a minimum stay (one hour unless `min_stay_s` says otherwise);
 //! - a migration starts once both sides have committed ([`Output::Execute`]), with CloudSim's cost
 //!   model.
 
@@ -23,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use keel_core::features::HostWindow;
 use keel_core::model::ModelFile;
 use keel_lcc::{Program, Value};
 use rand::{Rng, SeedableRng};
@@ -92,12 +93,11 @@ impl Variant {
             _ => Rank::Pack,
         }
     }
-
-    /// Whether a receiver applies the stability model itself (no discovery service ranks).
-    pub fn receiver_vetoes(self) -> bool {
-        self == Self::PeerGroup
-    }
 }
+
+/// The minimum stay of a VM with a stability model, seconds: thrash is a VM moved again within
+/// an hour, and an hour is the horizon the model is asked about.
+pub const DEFAULT_MIN_STAY_S: f64 = 3600.0;
 
 /// Transport and negotiation settings.
 #[derive(Debug, Clone, Copy)]
@@ -112,6 +112,9 @@ pub struct Transport {
     pub max_tries: u32,
     /// Bidders asked in an auction.
     pub bidders: usize,
+    /// Minimum stay of a VM on a host, seconds (`None`: an hour with a stability model, none
+    /// without).
+    pub min_stay_s: Option<f64>,
 }
 
 impl Default for Transport {
@@ -122,6 +125,7 @@ impl Default for Transport {
             seed: 0,
             max_tries: 3,
             bidders: 3,
+            min_stay_s: None,
         }
     }
 }
@@ -149,8 +153,6 @@ pub struct KeelPolicy {
     /// The host agents, kept across intervals.
     agents: Vec<HostAgent>,
     name: String,
-    /// Candidates the discovery service ranked last because the model scored them unstable.
-    directory_vetoes: u64,
     /// Every event fed to the agents, when recording (see [`KeelPolicy::record_events`]).
     log: Option<Vec<Event>>,
 }
@@ -239,7 +241,6 @@ impl KeelPolicy {
             stats: Negotiation::default(),
             round: 0,
             agents: Vec::new(),
-            directory_vetoes: 0,
             name: name.to_string(),
             log: None,
         })
@@ -302,7 +303,17 @@ impl Policy for KeelPolicy {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let n = e.hosts.len();
         if self.agents.len() != n {
-            let cfg = core_config(self.variant, &self.transport);
+            let mut cfg = core_config(self.variant, &self.transport);
+            cfg.step_s = e.sc.interval_s;
+            cfg.stability = self.model.clone();
+            cfg.min_stay_s = self
+                .transport
+                .min_stay_s
+                .unwrap_or(if self.model.is_some() {
+                    DEFAULT_MIN_STAY_S
+                } else {
+                    0.0
+                });
             self.agents = (0..n)
                 .map(|h| {
                     HostAgent::new(
@@ -315,7 +326,11 @@ impl Policy for KeelPolicy {
                 .collect::<Result<_, _>>()
                 .map_err(|err| anyhow::anyhow!("starting the agents: {err}"))?;
         }
-        let mut view = SimView::new(e, self.variant, self.model.as_deref());
+        // Offers carry the VM's history over the model's window.
+        let vm_hist = self.model.as_deref().map_or(0, |m| {
+            ((m.window_s() / e.sc.interval_s).ceil() as usize).max(1)
+        });
+        let mut view = SimView::new(e, self.variant.rank(), vm_hist);
         let mut d = Round {
             agents: &mut self.agents,
             queue: BinaryHeap::new(),
@@ -329,7 +344,6 @@ impl Policy for KeelPolicy {
         };
         d.run(&mut view, e.now)?;
         let moves = d.moves;
-        self.directory_vetoes += view.vetoes;
         // Sum the agents' counters afresh (they are cumulative).
         let (mut started, mut agreed, mut refused, mut timed_out, mut vetoes, mut woken) =
             (0, 0, 0, 0, 0, 0);
@@ -347,7 +361,7 @@ impl Policy for KeelPolicy {
         self.stats.refused = refused;
         self.stats.timed_out = timed_out;
         self.stats.woken = woken;
-        self.stats.model_vetoes = self.directory_vetoes + vetoes;
+        self.stats.model_vetoes = vetoes;
         Ok(moves)
     }
 
@@ -592,7 +606,7 @@ fn host_id(v: &Value) -> Option<usize> {
 /// bookkeeping (requests directed to a host that it has not answered yet).
 struct SimView<'e> {
     e: &'e Engine<'e>,
-    variant: Variant,
+    rank: Rank,
     cpu: Vec<f64>,
     /// CPU of requests discovery has sent to a host that it has not answered yet: counted so
     /// that concurrent requests do not all pick the same receiver.
@@ -603,8 +617,8 @@ struct SimView<'e> {
     /// Hosts by role code, switched off (0) or running (1).
     by_role: Vec<[BTreeSet<usize>; 2]>,
     draining: Vec<bool>,
-    unstable: Vec<bool>,
-    vetoes: u64,
+    /// Measurements of a VM's demand sent with an offer (the model's window; 0 without one).
+    vm_hist: usize,
     /// Off while the agents take their roles at the start of a round: a send to an unbound peer
     /// waits instead of failing, and is retried once every agent has a role.
     discovery_open: bool,
@@ -615,25 +629,8 @@ fn mem_of(e: &Engine<'_>, v: usize) -> f64 {
 }
 
 impl<'e> SimView<'e> {
-    fn new(e: &'e Engine<'e>, variant: Variant, model: Option<&ModelFile>) -> Self {
+    fn new(e: &'e Engine<'e>, rank: Rank, vm_hist: usize) -> Self {
         let n = e.hosts.len();
-        let unstable = match model {
-            Some(m) => {
-                let need = ((m.window_s() / e.sc.interval_s).ceil() as usize).max(1);
-                e.hosts
-                    .iter()
-                    .map(|h| {
-                        let hist: Vec<f64> = h.history.iter().copied().collect();
-                        if hist.len() < need {
-                            return false;
-                        }
-                        let w = HostWindow::cpu(e.sc.interval_s, &hist[hist.len() - need..]);
-                        m.score(&w).is_ok_and(|s| s >= m.threshold)
-                    })
-                    .collect()
-            }
-            None => vec![false; n],
-        };
         // Every host's load as measured, before any agent plans: what discovery knows at the
         // start of the interval (each agent then publishes its plan as it changes).
         let mut cpu = vec![0.0; n];
@@ -663,7 +660,7 @@ impl<'e> SimView<'e> {
             .collect();
         Self {
             e,
-            variant,
+            rank,
             cpu,
             pending: vec![0.0; n],
             mem,
@@ -671,8 +668,7 @@ impl<'e> SimView<'e> {
             roles: vec![ROLE_IDLE; n],
             by_role,
             draining: vec![false; n],
-            unstable,
-            vetoes: 0,
+            vm_hist,
             discovery_open: false,
         }
     }
@@ -696,6 +692,16 @@ impl<'e> SimView<'e> {
                     ram: vm.ram,
                     pe_cpu: vm.req / f64::from(vm.pes.max(1)),
                     migrating: vm.in_migration,
+                    stay_s: vm.since_move(e.now),
+                    // What the stability model needs of the VM: its demand at the last
+                    // measurements (the engine keeps utilisation fractions, newest first).
+                    hist: vm
+                        .history
+                        .iter()
+                        .take(self.vm_hist)
+                        .rev()
+                        .map(|f| f * vm.mips)
+                        .collect(),
                 }
             })
             .collect();
@@ -705,6 +711,8 @@ impl<'e> SimView<'e> {
             mem_capacity: e.wl.has_mem().then_some(host.mem_mib),
             other: 0.0,
             vms,
+            // The engine records each host's utilisation at every interval: the model's step.
+            step_util: host.history.back().copied(),
         }
     }
 
@@ -770,30 +778,26 @@ impl<'e> SimView<'e> {
     ) -> Vec<usize> {
         let thr = 0.9;
         let tried: Vec<usize> = exclude.iter().filter_map(host_id).collect();
-        let rank = self.variant.rank();
+        let rank = self.rank;
         // While packing, switched-off hosts rank after every running one: look at running hosts
-        // first and at the others only if too few stable running hosts can take the VM.
+        // first and at the others only if too few running hosts can take the VM.
         let ok =
             |r: &Self, h: usize| h != from && r.fits(h, need, thr, true) && !tried.contains(&h);
         let [off, on] = &self.by_role[usize::from(role)];
         let mut hosts: Vec<usize> = on.iter().copied().filter(|&h| ok(self, h)).collect();
-        let stable = |hs: &[usize]| hs.iter().filter(|&&h| !self.unstable[h]).count();
         if rank != Rank::Pack {
             hosts.extend(off.iter().copied().filter(|&h| ok(self, h)));
-        } else if stable(&hosts) < k {
-            let mut found = 0;
-            for h in off.iter().copied() {
-                if found >= k {
-                    break;
-                }
-                if ok(self, h) {
-                    hosts.push(h);
-                    found += usize::from(!self.unstable[h]);
-                }
-            }
+        } else if hosts.len() < k {
+            let more: Vec<usize> = off
+                .iter()
+                .copied()
+                .filter(|&h| ok(self, h))
+                .take(k)
+                .collect();
+            hosts.extend(more);
         }
-        // (unstable, switched off while packing, load order, id): smaller is better.
-        let mut c: Vec<(bool, bool, f64, usize)> = hosts
+        // (switched off while packing, load order, id): smaller is better.
+        let mut c: Vec<(bool, f64, usize)> = hosts
             .into_iter()
             .map(|h| {
                 let u = self.util(h);
@@ -801,27 +805,12 @@ impl<'e> SimView<'e> {
                     Rank::Pack => -u,
                     Rank::Spread => u,
                 };
-                (
-                    self.unstable[h],
-                    self.cpu[h] <= 0.0 && rank == Rank::Pack,
-                    load,
-                    h,
-                )
+                (self.cpu[h] <= 0.0 && rank == Rank::Pack, load, h)
             })
             .collect();
-        let cmp = |a: &(bool, bool, f64, usize), b: &(bool, bool, f64, usize)| {
-            a.0.cmp(&b.0)
-                .then(a.1.cmp(&b.1))
-                .then(a.2.total_cmp(&b.2))
-                .then(a.3.cmp(&b.3))
+        let cmp = |a: &(bool, f64, usize), b: &(bool, f64, usize)| {
+            a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2))
         };
-        // A veto: the best candidate without the model is one the model scores unstable.
-        let without = c
-            .iter()
-            .min_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)).then(a.3.cmp(&b.3)));
-        if without.is_some_and(|w| w.0) && c.iter().any(|x| !x.0) {
-            self.vetoes += 1;
-        }
         let k = k.min(c.len());
         if k == 0 {
             return Vec::new();
@@ -831,7 +820,7 @@ impl<'e> SimView<'e> {
             c.truncate(k);
         }
         c.sort_by(cmp);
-        c.into_iter().map(|x| x.3).collect()
+        c.into_iter().map(|x| x.2).collect()
     }
 
     /// The next running host after `h` in id order, cyclically: a peer group knows its live
@@ -885,12 +874,9 @@ impl View for SimView<'_> {
         }
     }
 
-    fn unstable(&mut self, peer: &Value) -> bool {
-        host_id(peer).is_some_and(|h| self.unstable.get(h).copied().unwrap_or(false))
-    }
-
-    fn declines(&mut self, me: &Value) -> bool {
-        self.variant.receiver_vetoes() && self.unstable(me)
+    fn unstable(&mut self, _peer: &Value) -> bool {
+        // The replay's discovery does not score hosts: each agent consults the model itself.
+        false
     }
 
     fn busier_exists(&mut self, me: &Value, cpu: f64) -> bool {
@@ -906,18 +892,12 @@ impl View for SimView<'_> {
     }
 
     fn wake(&mut self, me: &Value, need: &Need, thr: f64) -> Option<Value> {
-        // Power on the first switched-off host (by id; ones the model scores unstable last) that
-        // fits, and reserve it.
+        // Power on the first switched-off host (by id) that fits, and reserve it.
         let h = host_id(me)?;
         let n = self.e.hosts.len();
-        let off = |r: &Self, x: usize| x != h && r.cpu[x] <= 0.0 && r.nvms[x] == 0;
-        let pick =
-            (0..n)
-                .filter(|&x| off(self, x) && !self.unstable[x] && self.fits(x, need, thr, false))
-                .chain((0..n).filter(|&x| {
-                    off(self, x) && self.unstable[x] && self.fits(x, need, thr, false)
-                }))
-                .next()?;
+        let pick = (0..n).find(|&x| {
+            x != h && self.cpu[x] <= 0.0 && self.nvms[x] == 0 && self.fits(x, need, thr, false)
+        })?;
         let c = self.cpu[pick] + need.cpu;
         self.set_cpu(pick, c);
         self.mem[pick] += need.mem;
