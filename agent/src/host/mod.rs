@@ -394,7 +394,7 @@ impl HostAgent {
     /// The interaction model's current role (its name).
     pub fn role_name(&self) -> String {
         if self.role.is_empty() {
-            return self.peer.role().name().unwrap_or("?").to_string();
+            return self.peer.role_name().unwrap_or("?").to_string();
         }
         self.role.clone()
     }
@@ -404,8 +404,7 @@ impl HostAgent {
         self.busy
     }
 
-    fn role_is_busy(&self, role: &Value) -> bool {
-        let name = role.name().unwrap_or("");
+    fn role_is_busy(&self, name: &str) -> bool {
         !self.cfg.listening.iter().any(|l| l == name)
     }
 
@@ -540,17 +539,10 @@ impl HostAgent {
             }
             st.moved.insert(vm);
         }
-        if self.peer.inbox().is_empty() {
+        // A peer with messages waiting starts without them.
+        let restarted = !self.peer.inbox().is_empty() && self.peer.reset().is_ok();
+        if !restarted {
             _ = self.peer.timeout();
-        } else {
-            match Peer::new(
-                Arc::clone(&self.program),
-                initial_role(&self.program),
-                self.me.clone(),
-            ) {
-                Ok(p) => self.peer = p,
-                Err(_) => _ = self.peer.timeout(),
-            }
         }
         self.busy_since = None;
         self.busy = false;
@@ -728,13 +720,13 @@ impl HostAgent {
                 env,
             });
         }
-        let role = self.peer.role();
-        let name = role.name().unwrap_or("?");
+        let name = self.peer.role_name();
+        self.busy = self.role_is_busy(name.unwrap_or(""));
+        let name = name.unwrap_or("?");
         if self.role != name {
             self.role.clear();
             self.role.push_str(name);
         }
-        self.busy = self.role_is_busy(&role);
         if self.busy {
             self.busy_since.get_or_insert(now);
         } else {

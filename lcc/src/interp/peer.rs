@@ -217,6 +217,26 @@ impl Peer {
     /// (with current bindings); the initial role once closed.
     #[must_use]
     pub fn role(&self) -> Value {
+        match self.innermost() {
+            Some(f) => {
+                let cl = &self.program.clauses[f.clause as usize];
+                self.store.inst_resolved(&cl.role, f.base)
+            }
+            None => self.initial_role.clone(),
+        }
+    }
+
+    /// The name of [`Peer::role`] (the functor of the role), without building the role.
+    #[must_use]
+    pub fn role_name(&self) -> Option<&str> {
+        match self.innermost() {
+            Some(f) => self.program.clauses[f.clause as usize].role.v.name(),
+            None => self.initial_role.name(),
+        }
+    }
+
+    /// The innermost clause instance in progress.
+    fn innermost(&self) -> Option<&Frame> {
         let mut cur = &self.root;
         let mut found: Option<&Frame> = None;
         loop {
@@ -230,13 +250,7 @@ impl Peer {
                 St::Init(_) | St::Closed => break,
             }
         }
-        match found {
-            Some(f) => {
-                let cl = &self.program.clauses[f.clause as usize];
-                self.store.resolve(&Store::inst(&cl.role, f.base))
-            }
-            None => self.initial_role.clone(),
-        }
+        found
     }
 
     /// Is the peer's clause finished?
@@ -295,6 +309,22 @@ impl Peer {
         self.root = self.start_state()?;
         self.live_cells = self.store.cells.len();
         Ok(Status::TimedOut)
+    }
+
+    /// Starts the peer afresh, as [`Peer::new`] with the same program, role and id would, but
+    /// reusing its buffers: initial role, fresh variables, empty inbox, counters at zero (the
+    /// inbox bound and step budget are kept).
+    ///
+    /// # Errors
+    /// Only if the initial role has no clause, which [`Peer::new`] already ruled out; the peer is
+    /// then unchanged but for its store.
+    pub fn reset(&mut self) -> Result<(), Error> {
+        self.root = self.start_state()?;
+        self.inbox.clear();
+        self.dropped = 0;
+        self.events = 0;
+        self.live_cells = 0;
+        Ok(())
     }
 
     /// Fires events until none can fire (or the step budget is spent), appending sent messages to
@@ -620,7 +650,7 @@ impl Cx<'_> {
                 return Ok(None);
             }
         }
-        let role_v = self.store.resolve(&Store::inst(role, fr.base));
+        let role_v = self.store.inst_resolved(role, fr.base);
         if self.depth >= MAX_ROLE_DEPTH {
             self.store.undo(m);
             let role_called = role_v.to_string();
@@ -685,7 +715,7 @@ impl Cx<'_> {
 
     fn current_role(&self, fr: FrameRef) -> Value {
         match self.prog.clauses.get(fr.clause as usize) {
-            Some(cl) => self.store.resolve(&Store::inst(&cl.role, fr.base)),
+            Some(cl) => self.store.inst_resolved(&cl.role, fr.base),
             None => Value::atom("?"),
         }
     }
@@ -705,8 +735,8 @@ impl Cx<'_> {
                 return Ok(false);
             }
         }
-        let body = self.store.resolve(&Store::inst(msg, fr.base));
-        let to_role = self.store.resolve(&Store::inst(role, fr.base));
+        let body = self.store.inst_resolved(msg, fr.base);
+        let to_role = self.store.inst_resolved(role, fr.base);
         let id_v = Store::inst(id, fr.base);
         if let Value::Var(v) = self.store.deref(&id_v) {
             let v = *v;
@@ -763,7 +793,7 @@ impl Cx<'_> {
             return Ok(false);
         }
         let pat = Store::inst(msg, fr.base);
-        let role_pat = self.store.resolve(&Store::inst(role, fr.base));
+        let role_pat = self.store.inst_resolved(role, fr.base);
         let id_pat = Store::inst(id, fr.base);
         for i in 0..self.inbox.len() {
             let m = self.store.mark();
@@ -832,7 +862,7 @@ impl Cx<'_> {
                 }
                 let vals: Vec<Value> = args
                     .iter()
-                    .map(|a| self.store.resolve(&Store::inst(a, fr.base)))
+                    .map(|a| self.store.inst_resolved(a, fr.base))
                     .collect();
                 match self.k.solve(name, &vals) {
                     Ok(None) => Ok(false),
@@ -882,50 +912,52 @@ impl Cx<'_> {
                     }
                 }
             }
-            CCons::Cmp { op, l, r, span } => {
-                let a = Store::inst(l, fr.base);
-                let b = Store::inst(r, fr.base);
-                match op {
-                    CmpOp::Unify => Ok(self.store.unify(&a, &b)),
-                    CmpOp::NotUnify => {
-                        let m = self.store.mark();
-                        let u = self.store.unify(&a, &b);
-                        self.store.undo(m);
-                        Ok(!u)
-                    }
-                    CmpOp::Eq => Ok(self.store.resolve(&a) == self.store.resolve(&b)),
-                    CmpOp::NotEq => Ok(self.store.resolve(&a) != self.store.resolve(&b)),
-                    CmpOp::Lt | CmpOp::Gt | CmpOp::Le | CmpOp::Ge => {
-                        let (a, b) = (self.store.resolve(&a), self.store.resolve(&b));
-                        let ord = match (&a, &b) {
-                            (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
-                            _ => match (a.as_f64(), b.as_f64()) {
-                                (Some(x), Some(y)) => x.partial_cmp(&y),
-                                _ => None,
-                            },
-                        };
-                        let Some(ord) = ord else {
-                            let message = format!(
-                                "`{a} {} {b}` compares values that are not numbers",
-                                op.as_str()
-                            );
-                            return Err(self.rt_error(fr, *span, |agent, role| {
-                                RuntimeError::Type {
-                                    message,
-                                    agent,
-                                    role,
-                                }
-                            }));
-                        };
-                        Ok(match op {
-                            CmpOp::Lt => ord.is_lt(),
-                            CmpOp::Gt => ord.is_gt(),
-                            CmpOp::Le => ord.is_le(),
-                            _ => ord.is_ge(),
-                        })
-                    }
+            CCons::Cmp { op, l, r, span } => match op {
+                CmpOp::Unify => {
+                    let (a, b) = (Store::inst(l, fr.base), Store::inst(r, fr.base));
+                    Ok(self.store.unify(&a, &b))
                 }
-            }
+                CmpOp::NotUnify => {
+                    let (a, b) = (Store::inst(l, fr.base), Store::inst(r, fr.base));
+                    let m = self.store.mark();
+                    let u = self.store.unify(&a, &b);
+                    self.store.undo(m);
+                    Ok(!u)
+                }
+                CmpOp::Eq | CmpOp::NotEq => {
+                    let a = self.store.inst_resolved(l, fr.base);
+                    let b = self.store.inst_resolved(r, fr.base);
+                    Ok((a == b) == matches!(op, CmpOp::Eq))
+                }
+                CmpOp::Lt | CmpOp::Gt | CmpOp::Le | CmpOp::Ge => {
+                    let a = self.store.inst_resolved(l, fr.base);
+                    let b = self.store.inst_resolved(r, fr.base);
+                    let ord = match (&a, &b) {
+                        (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
+                        _ => match (a.as_f64(), b.as_f64()) {
+                            (Some(x), Some(y)) => x.partial_cmp(&y),
+                            _ => None,
+                        },
+                    };
+                    let Some(ord) = ord else {
+                        let message = format!(
+                            "`{a} {} {b}` compares values that are not numbers",
+                            op.as_str()
+                        );
+                        return Err(self.rt_error(fr, *span, |agent, role| RuntimeError::Type {
+                            message,
+                            agent,
+                            role,
+                        }));
+                    };
+                    Ok(match op {
+                        CmpOp::Lt => ord.is_lt(),
+                        CmpOp::Gt => ord.is_gt(),
+                        CmpOp::Le => ord.is_le(),
+                        _ => ord.is_ge(),
+                    })
+                }
+            },
             CCons::Not(x) => {
                 let m = self.store.mark();
                 let r = self.eval(x, fr)?;
