@@ -328,3 +328,11 @@ fn a_new_model_replaces_the_running_one() {
     // it through `spare/2`; the seed through `underloaded/1`).
     assert_eq!(ags[0].role_name(), "underloaded");
 }
+
+#[test]
+fn integer_ids_are_written_as_display_writes_them() {
+    for i in [0, 7, -7, 10, 799, -1_000_000, i64::MAX, i64::MIN] {
+        assert_eq!(id_str(&Value::Int(i)), i.to_string());
+    }
+    assert_eq!(id_str(&Value::atom("h1")), "h1");
+}

@@ -121,6 +121,8 @@ pub const DEFAULT_STEP_BUDGET: usize = 10_000;
 pub struct Peer {
     program: Arc<Program>,
     initial_role: Value,
+    /// The clauses the initial role selects.
+    initial_clauses: Box<[u32]>,
     id: Value,
     store: Store,
     root: St,
@@ -139,9 +141,11 @@ impl Peer {
     /// # Errors
     /// [`RuntimeError::NoClause`] if no clause matches.
     pub fn new(program: Arc<Program>, role: Value, id: Value) -> Result<Self, Error> {
+        let initial_clauses = program.clauses_for(&role).collect();
         let mut p = Self {
             program,
             initial_role: role,
+            initial_clauses,
             id,
             store: Store::default(),
             root: St::Closed,
@@ -159,7 +163,7 @@ impl Peer {
     fn start_state(&mut self) -> Result<St, Error> {
         self.store.clear();
         let prog = Arc::clone(&self.program);
-        for c in prog.clauses_for(self.store.deref(&self.initial_role)) {
+        for &c in &self.initial_clauses {
             let cl = &prog.clauses[c as usize];
             let m = self.store.mark();
             let base = self.store.alloc(cl.nvars);
@@ -630,12 +634,14 @@ impl Cx<'_> {
                 id,
                 guard,
                 span,
-            } => self.call(role, id, guard.as_ref(), *span, fr, probing),
+            } => self.call(n, role, id, guard.as_ref(), *span, fr, probing),
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn call(
         &mut self,
+        n: NodeId,
         role: &Tpl,
         id: &Tpl,
         guard: Option<&CCons>,
@@ -665,8 +671,16 @@ impl Cx<'_> {
         }
         let id_v = Store::inst(id, fr.base);
         let prog = self.prog;
+        let dynamic: Vec<u32>;
+        let clauses = match prog.call_clauses(n) {
+            Some(list) => list,
+            None => {
+                dynamic = prog.clauses_for(&role_v).collect();
+                &dynamic
+            }
+        };
         let mut any = false;
-        for c in prog.clauses_for(&role_v) {
+        for &c in clauses {
             any = true;
             if self.probe.contains(&c) {
                 continue;
