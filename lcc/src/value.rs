@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 use crate::print;
 
+/// Nesting up to which [`Value::is_ground`] recurses instead of keeping a stack on the heap.
+const GROUND_DEPTH: u32 = 32;
+
 /// An unbound variable's index in a peer's binding store.
 pub type VarId = u32;
 
@@ -207,6 +210,43 @@ impl Value {
     /// Does the value contain no variable?
     #[must_use]
     pub fn is_ground(&self) -> bool {
+        // Shallow terms (nearly all of them) without allocating; deeper ones with a heap stack.
+        match self.ground_within(GROUND_DEPTH) {
+            Some(g) => g,
+            None => self.ground_deep(),
+        }
+    }
+
+    /// [`Value::is_ground`] by recursion at most `depth` compounds deep (`None`: deeper).
+    /// Lists and last arguments are followed by iteration.
+    fn ground_within(&self, depth: u32) -> Option<bool> {
+        let mut v = self;
+        loop {
+            match v {
+                Self::Var(_) => return Some(false),
+                Self::Compound(c) => {
+                    let (last, init) = c.args.split_last()?;
+                    let d = depth.checked_sub(1)?;
+                    for a in init {
+                        if !a.ground_within(d)? {
+                            return Some(false);
+                        }
+                    }
+                    v = last;
+                }
+                Self::Cons(c) => {
+                    let d = depth.checked_sub(1)?;
+                    if !c.head.ground_within(d)? {
+                        return Some(false);
+                    }
+                    v = &c.tail;
+                }
+                _ => return Some(true),
+            }
+        }
+    }
+
+    fn ground_deep(&self) -> bool {
         let mut stack = vec![self];
         while let Some(v) = stack.pop() {
             match v {

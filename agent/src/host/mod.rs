@@ -301,9 +301,29 @@ fn write_id(out: &mut String, v: &Value) {
     use std::fmt::Write as _;
     match v {
         Value::Atom(a) | Value::Str(a) => out.push_str(a),
-        Value::Int(i) => _ = write!(out, "{i}"),
+        Value::Int(i) => push_int(out, *i),
         other => _ = write!(out, "{other}"),
     }
+}
+
+/// Appends `i` in decimal (as `{i}` would, without the formatting machinery: the replay writes
+/// an id for every VM of every host at every measurement).
+fn push_int(out: &mut String, i: i64) {
+    let mut digits = [0u8; 20];
+    let mut n = i.unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        out.push('-');
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// This host's plan for the interval.
@@ -421,7 +441,7 @@ impl HostAgent {
     /// The interaction model's current role (its name).
     pub fn role_name(&self) -> String {
         if self.role.is_empty() {
-            return self.peer.role().name().unwrap_or("?").to_string();
+            return self.peer.role_name().unwrap_or("?").to_string();
         }
         self.role.clone()
     }
@@ -431,8 +451,7 @@ impl HostAgent {
         self.busy
     }
 
-    fn role_is_busy(&self, role: &Value) -> bool {
-        let name = role.name().unwrap_or("");
+    fn role_is_busy(&self, name: &str) -> bool {
         !self.cfg.listening.iter().any(|l| l == name)
     }
 
@@ -578,17 +597,10 @@ impl HostAgent {
             }
             st.moved.insert(vm);
         }
-        if self.peer.inbox().is_empty() {
+        // A peer with messages waiting starts without them.
+        let restarted = !self.peer.inbox().is_empty() && self.peer.reset().is_ok();
+        if !restarted {
             _ = self.peer.timeout();
-        } else {
-            match Peer::new(
-                Arc::clone(&self.program),
-                initial_role(&self.program),
-                self.me.clone(),
-            ) {
-                Ok(p) => self.peer = p,
-                Err(_) => _ = self.peer.timeout(),
-            }
         }
         self.busy_since = None;
         self.busy = false;
@@ -766,13 +778,13 @@ impl HostAgent {
                 env,
             });
         }
-        let role = self.peer.role();
-        let name = role.name().unwrap_or("?");
+        let name = self.peer.role_name();
+        self.busy = self.role_is_busy(name.unwrap_or(""));
+        let name = name.unwrap_or("?");
         if self.role != name {
             self.role.clear();
             self.role.push_str(name);
         }
-        self.busy = self.role_is_busy(&role);
         if self.busy {
             self.busy_since.get_or_insert(now);
         } else {

@@ -405,3 +405,11 @@ fn a_vm_that_just_arrived_stays_while_another_can_go() {
     let (moved, _) = offer_to_a_host_with_a_model(calm, 3600.0, 4000.0);
     assert_eq!(moved, vec!["1".to_string()]);
 }
+
+#[test]
+fn integer_ids_are_written_as_display_writes_them() {
+    for i in [0, 7, -7, 10, 799, -1_000_000, i64::MAX, i64::MIN] {
+        assert_eq!(id_str(&Value::Int(i)), i.to_string());
+    }
+    assert_eq!(id_str(&Value::atom("h1")), "h1");
+}

@@ -121,6 +121,8 @@ pub const DEFAULT_STEP_BUDGET: usize = 10_000;
 pub struct Peer {
     program: Arc<Program>,
     initial_role: Value,
+    /// The clauses the initial role selects.
+    initial_clauses: Box<[u32]>,
     id: Value,
     store: Store,
     root: St,
@@ -139,9 +141,11 @@ impl Peer {
     /// # Errors
     /// [`RuntimeError::NoClause`] if no clause matches.
     pub fn new(program: Arc<Program>, role: Value, id: Value) -> Result<Self, Error> {
+        let initial_clauses = program.clauses_for(&role).collect();
         let mut p = Self {
             program,
             initial_role: role,
+            initial_clauses,
             id,
             store: Store::default(),
             root: St::Closed,
@@ -159,7 +163,7 @@ impl Peer {
     fn start_state(&mut self) -> Result<St, Error> {
         self.store.clear();
         let prog = Arc::clone(&self.program);
-        for c in prog.clauses_for(self.store.deref(&self.initial_role)) {
+        for &c in &self.initial_clauses {
             let cl = &prog.clauses[c as usize];
             let m = self.store.mark();
             let base = self.store.alloc(cl.nvars);
@@ -217,6 +221,26 @@ impl Peer {
     /// (with current bindings); the initial role once closed.
     #[must_use]
     pub fn role(&self) -> Value {
+        match self.innermost() {
+            Some(f) => {
+                let cl = &self.program.clauses[f.clause as usize];
+                self.store.inst_resolved(&cl.role, f.base)
+            }
+            None => self.initial_role.clone(),
+        }
+    }
+
+    /// The name of [`Peer::role`] (the functor of the role), without building the role.
+    #[must_use]
+    pub fn role_name(&self) -> Option<&str> {
+        match self.innermost() {
+            Some(f) => self.program.clauses[f.clause as usize].role.v.name(),
+            None => self.initial_role.name(),
+        }
+    }
+
+    /// The innermost clause instance in progress.
+    fn innermost(&self) -> Option<&Frame> {
         let mut cur = &self.root;
         let mut found: Option<&Frame> = None;
         loop {
@@ -230,13 +254,7 @@ impl Peer {
                 St::Init(_) | St::Closed => break,
             }
         }
-        match found {
-            Some(f) => {
-                let cl = &self.program.clauses[f.clause as usize];
-                self.store.resolve(&Store::inst(&cl.role, f.base))
-            }
-            None => self.initial_role.clone(),
-        }
+        found
     }
 
     /// Is the peer's clause finished?
@@ -295,6 +313,22 @@ impl Peer {
         self.root = self.start_state()?;
         self.live_cells = self.store.cells.len();
         Ok(Status::TimedOut)
+    }
+
+    /// Starts the peer afresh, as [`Peer::new`] with the same program, role and id would, but
+    /// reusing its buffers: initial role, fresh variables, empty inbox, counters at zero (the
+    /// inbox bound and step budget are kept).
+    ///
+    /// # Errors
+    /// Only if the initial role has no clause, which [`Peer::new`] already ruled out; the peer is
+    /// then unchanged but for its store.
+    pub fn reset(&mut self) -> Result<(), Error> {
+        self.root = self.start_state()?;
+        self.inbox.clear();
+        self.dropped = 0;
+        self.events = 0;
+        self.live_cells = 0;
+        Ok(())
     }
 
     /// Fires events until none can fire (or the step budget is spent), appending sent messages to
@@ -600,12 +634,14 @@ impl Cx<'_> {
                 id,
                 guard,
                 span,
-            } => self.call(role, id, guard.as_ref(), *span, fr, probing),
+            } => self.call(n, role, id, guard.as_ref(), *span, fr, probing),
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn call(
         &mut self,
+        n: NodeId,
         role: &Tpl,
         id: &Tpl,
         guard: Option<&CCons>,
@@ -620,7 +656,7 @@ impl Cx<'_> {
                 return Ok(None);
             }
         }
-        let role_v = self.store.resolve(&Store::inst(role, fr.base));
+        let role_v = self.store.inst_resolved(role, fr.base);
         if self.depth >= MAX_ROLE_DEPTH {
             self.store.undo(m);
             let role_called = role_v.to_string();
@@ -635,8 +671,16 @@ impl Cx<'_> {
         }
         let id_v = Store::inst(id, fr.base);
         let prog = self.prog;
+        let dynamic: Vec<u32>;
+        let clauses = match prog.call_clauses(n) {
+            Some(list) => list,
+            None => {
+                dynamic = prog.clauses_for(&role_v).collect();
+                &dynamic
+            }
+        };
         let mut any = false;
-        for c in prog.clauses_for(&role_v) {
+        for &c in clauses {
             any = true;
             if self.probe.contains(&c) {
                 continue;
@@ -685,7 +729,7 @@ impl Cx<'_> {
 
     fn current_role(&self, fr: FrameRef) -> Value {
         match self.prog.clauses.get(fr.clause as usize) {
-            Some(cl) => self.store.resolve(&Store::inst(&cl.role, fr.base)),
+            Some(cl) => self.store.inst_resolved(&cl.role, fr.base),
             None => Value::atom("?"),
         }
     }
@@ -705,8 +749,8 @@ impl Cx<'_> {
                 return Ok(false);
             }
         }
-        let body = self.store.resolve(&Store::inst(msg, fr.base));
-        let to_role = self.store.resolve(&Store::inst(role, fr.base));
+        let body = self.store.inst_resolved(msg, fr.base);
+        let to_role = self.store.inst_resolved(role, fr.base);
         let id_v = Store::inst(id, fr.base);
         if let Value::Var(v) = self.store.deref(&id_v) {
             let v = *v;
@@ -763,7 +807,7 @@ impl Cx<'_> {
             return Ok(false);
         }
         let pat = Store::inst(msg, fr.base);
-        let role_pat = self.store.resolve(&Store::inst(role, fr.base));
+        let role_pat = self.store.inst_resolved(role, fr.base);
         let id_pat = Store::inst(id, fr.base);
         for i in 0..self.inbox.len() {
             let m = self.store.mark();
@@ -832,7 +876,7 @@ impl Cx<'_> {
                 }
                 let vals: Vec<Value> = args
                     .iter()
-                    .map(|a| self.store.resolve(&Store::inst(a, fr.base)))
+                    .map(|a| self.store.inst_resolved(a, fr.base))
                     .collect();
                 match self.k.solve(name, &vals) {
                     Ok(None) => Ok(false),
@@ -882,50 +926,52 @@ impl Cx<'_> {
                     }
                 }
             }
-            CCons::Cmp { op, l, r, span } => {
-                let a = Store::inst(l, fr.base);
-                let b = Store::inst(r, fr.base);
-                match op {
-                    CmpOp::Unify => Ok(self.store.unify(&a, &b)),
-                    CmpOp::NotUnify => {
-                        let m = self.store.mark();
-                        let u = self.store.unify(&a, &b);
-                        self.store.undo(m);
-                        Ok(!u)
-                    }
-                    CmpOp::Eq => Ok(self.store.resolve(&a) == self.store.resolve(&b)),
-                    CmpOp::NotEq => Ok(self.store.resolve(&a) != self.store.resolve(&b)),
-                    CmpOp::Lt | CmpOp::Gt | CmpOp::Le | CmpOp::Ge => {
-                        let (a, b) = (self.store.resolve(&a), self.store.resolve(&b));
-                        let ord = match (&a, &b) {
-                            (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
-                            _ => match (a.as_f64(), b.as_f64()) {
-                                (Some(x), Some(y)) => x.partial_cmp(&y),
-                                _ => None,
-                            },
-                        };
-                        let Some(ord) = ord else {
-                            let message = format!(
-                                "`{a} {} {b}` compares values that are not numbers",
-                                op.as_str()
-                            );
-                            return Err(self.rt_error(fr, *span, |agent, role| {
-                                RuntimeError::Type {
-                                    message,
-                                    agent,
-                                    role,
-                                }
-                            }));
-                        };
-                        Ok(match op {
-                            CmpOp::Lt => ord.is_lt(),
-                            CmpOp::Gt => ord.is_gt(),
-                            CmpOp::Le => ord.is_le(),
-                            _ => ord.is_ge(),
-                        })
-                    }
+            CCons::Cmp { op, l, r, span } => match op {
+                CmpOp::Unify => {
+                    let (a, b) = (Store::inst(l, fr.base), Store::inst(r, fr.base));
+                    Ok(self.store.unify(&a, &b))
                 }
-            }
+                CmpOp::NotUnify => {
+                    let (a, b) = (Store::inst(l, fr.base), Store::inst(r, fr.base));
+                    let m = self.store.mark();
+                    let u = self.store.unify(&a, &b);
+                    self.store.undo(m);
+                    Ok(!u)
+                }
+                CmpOp::Eq | CmpOp::NotEq => {
+                    let a = self.store.inst_resolved(l, fr.base);
+                    let b = self.store.inst_resolved(r, fr.base);
+                    Ok((a == b) == matches!(op, CmpOp::Eq))
+                }
+                CmpOp::Lt | CmpOp::Gt | CmpOp::Le | CmpOp::Ge => {
+                    let a = self.store.inst_resolved(l, fr.base);
+                    let b = self.store.inst_resolved(r, fr.base);
+                    let ord = match (&a, &b) {
+                        (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
+                        _ => match (a.as_f64(), b.as_f64()) {
+                            (Some(x), Some(y)) => x.partial_cmp(&y),
+                            _ => None,
+                        },
+                    };
+                    let Some(ord) = ord else {
+                        let message = format!(
+                            "`{a} {} {b}` compares values that are not numbers",
+                            op.as_str()
+                        );
+                        return Err(self.rt_error(fr, *span, |agent, role| RuntimeError::Type {
+                            message,
+                            agent,
+                            role,
+                        }));
+                    };
+                    Ok(match op {
+                        CmpOp::Lt => ord.is_lt(),
+                        CmpOp::Gt => ord.is_gt(),
+                        CmpOp::Le => ord.is_le(),
+                        _ => ord.is_ge(),
+                    })
+                }
+            },
             CCons::Not(x) => {
                 let m = self.store.mark();
                 let r = self.eval(x, fr)?;

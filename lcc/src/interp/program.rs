@@ -78,13 +78,21 @@ pub(crate) struct CClause {
     pub(crate) body: NodeId,
 }
 
+/// The clauses of one role name: arity and clause index, in source order.
+type RoleClauses = Vec<(usize, u32)>;
+
 /// A compiled interaction model, shared by every peer that runs it.
 #[derive(Debug)]
 pub struct Program {
     framework: Framework,
     pub(crate) clauses: Vec<CClause>,
     pub(crate) nodes: Vec<Node>,
-    by_role: HashMap<Arc<str>, Vec<(usize, u32)>>,
+    /// Clauses by role name (sorted by name, for a binary search): arity and clause index, in
+    /// source order.
+    by_role: Vec<(Arc<str>, RoleClauses)>,
+    /// For each node that is a role change to an atom or compound role: the clauses that role's
+    /// name and arity select (what [`Program::clauses_for`] returns for any instance of it).
+    call_clauses: Vec<Option<Box<[u32]>>>,
 }
 
 impl Program {
@@ -139,12 +147,28 @@ impl Program {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Self {
+        let mut by_role: Vec<_> = by_role.into_iter().collect();
+        by_role.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut p = Self {
             framework,
             clauses,
             nodes: c.nodes,
             by_role,
-        })
+            call_clauses: Vec::new(),
+        };
+        p.call_clauses = p
+            .nodes
+            .iter()
+            .map(|n| match n {
+                Node::Call { role, .. }
+                    if matches!(role.v, Value::Atom(_) | Value::Compound(_)) =>
+                {
+                    Some(p.clauses_for(&role.v).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        Ok(p)
     }
 
     /// The parsed text this program was compiled from.
@@ -183,6 +207,12 @@ impl Program {
         self.clauses_for(role).next().is_some()
     }
 
+    /// [`Program::clauses_for`] of every instance of the role that node `n` changes to, where
+    /// the role's name and arity are fixed by the text.
+    pub(crate) fn call_clauses(&self, n: NodeId) -> Option<&[u32]> {
+        self.call_clauses.get(n as usize)?.as_deref()
+    }
+
     /// Clause indices for a role value, by name and arity, in source order.
     pub(crate) fn clauses_for<'a>(&'a self, role: &Value) -> impl Iterator<Item = u32> + 'a {
         let (name, arity) = match role {
@@ -190,11 +220,16 @@ impl Program {
             Value::Compound(c) => (Some(&*c.name), c.args.len()),
             _ => (None, 0),
         };
-        name.and_then(|n| self.by_role.get(n))
-            .into_iter()
-            .flatten()
-            .filter(move |(a, _)| *a == arity)
-            .map(|(_, i)| *i)
+        name.and_then(|n| {
+            self.by_role
+                .binary_search_by(|(k, _)| (**k).cmp(n))
+                .ok()
+                .map(|i| &self.by_role[i].1)
+        })
+        .into_iter()
+        .flatten()
+        .filter(move |(a, _)| *a == arity)
+        .map(|(_, i)| *i)
     }
 }
 

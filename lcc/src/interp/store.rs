@@ -17,6 +17,8 @@ pub(crate) struct Mark {
 pub(crate) struct Store {
     pub(crate) cells: Vec<Option<Value>>,
     trail: Vec<VarId>,
+    /// The unifier's work list, kept between calls (empty outside [`Store::unify`]).
+    pairs: Vec<(Value, Value)>,
 }
 
 impl Store {
@@ -89,7 +91,14 @@ impl Store {
 
     /// Unifies `a` and `b` (with occurs check); on failure some bindings may remain: undo to a mark.
     pub(crate) fn unify(&mut self, a: &Value, b: &Value) -> bool {
-        let mut stack: Vec<(Value, Value)> = Vec::new();
+        let mut stack = std::mem::take(&mut self.pairs);
+        let ok = self.unify_with(a, b, &mut stack);
+        stack.clear();
+        self.pairs = stack;
+        ok
+    }
+
+    fn unify_with(&mut self, a: &Value, b: &Value, stack: &mut Vec<(Value, Value)>) -> bool {
         let (mut a, mut b) = (self.deref(a).clone(), self.deref(b).clone());
         loop {
             match (&a, &b) {
@@ -147,23 +156,51 @@ impl Store {
         }
     }
 
-    /// `v` with every bound variable replaced by its value; unbound ones stay `Var`.
+    /// `v` with every bound variable replaced by its value; unbound ones stay `Var`. A value with
+    /// no bound variable in it is returned as it is (shared, not copied).
     pub(crate) fn resolve(&self, v: &Value) -> Value {
         let v = self.deref(v);
-        match v {
-            Value::Compound(c) => {
-                if c.args.iter().all(|a| a.is_ground()) {
-                    return v.clone();
+        if self.has_bound(v) {
+            self.rebuild(v)
+        } else {
+            v.clone()
+        }
+    }
+
+    /// Does `v` contain a variable bound in this store?
+    fn has_bound(&self, v: &Value) -> bool {
+        let mut v = v;
+        loop {
+            match v {
+                Value::Var(id) => return matches!(self.cells.get(*id as usize), Some(Some(_))),
+                Value::Compound(c) => {
+                    let Some((last, init)) = c.args.split_last() else {
+                        return false;
+                    };
+                    if init.iter().any(|a| self.has_bound(a)) {
+                        return true;
+                    }
+                    v = last;
                 }
-                Value::Compound(Arc::new(Compound {
-                    name: Arc::clone(&c.name),
-                    args: c.args.iter().map(|a| self.resolve(a)).collect(),
-                }))
+                Value::Cons(c) => {
+                    if self.has_bound(&c.head) {
+                        return true;
+                    }
+                    v = &c.tail;
+                }
+                _ => return false,
             }
+        }
+    }
+
+    /// [`Store::resolve`] of a dereferenced value that has bound variables in it.
+    fn rebuild(&self, v: &Value) -> Value {
+        match v {
+            Value::Compound(c) => Value::Compound(Arc::new(Compound {
+                name: Arc::clone(&c.name),
+                args: c.args.iter().map(|a| self.resolve(a)).collect(),
+            })),
             Value::Cons(_) => {
-                if v.is_ground() {
-                    return v.clone();
-                }
                 let mut items = Vec::new();
                 let mut cur = v;
                 while let Value::Cons(c) = cur {
@@ -173,6 +210,29 @@ impl Store {
                 let tail = self.resolve(cur);
                 Value::list_with_tail(items, tail)
             }
+            other => other.clone(),
+        }
+    }
+
+    /// `resolve(inst(tpl, base))` without the intermediate copy.
+    pub(crate) fn inst_resolved(&self, tpl: &Tpl, base: u32) -> Value {
+        if tpl.ground {
+            return tpl.v.clone();
+        }
+        self.shift_resolve(&tpl.v, base)
+    }
+
+    fn shift_resolve(&self, v: &Value, base: u32) -> Value {
+        match v {
+            Value::Var(s) => self.resolve(&Value::Var(base + s)),
+            Value::Compound(c) => Value::Compound(Arc::new(Compound {
+                name: Arc::clone(&c.name),
+                args: c.args.iter().map(|a| self.shift_resolve(a, base)).collect(),
+            })),
+            Value::Cons(c) => Value::Cons(Arc::new(Cons {
+                head: self.shift_resolve(&c.head, base),
+                tail: self.shift_resolve(&c.tail, base),
+            })),
             other => other.clone(),
         }
     }
