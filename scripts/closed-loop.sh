@@ -13,12 +13,14 @@
 # the export records the CPU the host allocated, which stops at its capacity, so ≥ 0.99 for
 # 10 minutes means demand at or beyond capacity) within the next $HORIZON_S seconds (default
 # 1 h), over a $WINDOW_S history window (default 2 h, which the replay's VM histories cover).
-# Every day is then replayed with the new model ("after") and the table printed.
+# `keel-trainer eval` scores the new model on the check days' exports (held out), then every day
+# is replayed with the new model ("after") and the before/after table printed.
 #
 # Options:
 #   --model FILE     model the "before" replays use (default models/stability.json)
 #   --out FILE       the new model (default $WORK/stability.json)
-#   --work DIR       exports, JSON results, logs (default a new temporary directory)
+#   --work DIR       exports, JSON results, logs (default a new temporary directory); runs whose
+#                    results are already there are not repeated (use a new folder for a new model)
 #   --with-traces    also train on the training days' VM traces
 #   --check DAY...   days replayed before/after but never trained on
 #   -- ARGS...       extra arguments for `keel-trainer train` (after everything else)
@@ -91,6 +93,8 @@ replay() {
     IFS=, read -ra ps <<<"$POLICIES"
     for p in "${ps[@]}"; do
         local base=$WORK/$tag-$(day_name "$day")-${p//+/_}
+        # Resuming in the same --work folder: a finished run is not repeated.
+        if [[ -s $base.json && ( -z $export || -s $base.parquet ) ]]; then continue; fi
         local args=(replay --dataset "$day" --model "$model" --policies "$p" --json --quiet)
         [[ -n $export ]] && args+=(--export-hosts "$base.parquet" --export-policy "$p")
         # shellcheck disable=SC2086
@@ -103,15 +107,23 @@ replay() {
 
 echo "before: replaying with $MODEL_IN" >&2
 for d in "${TRAIN[@]}"; do replay "$d" "$MODEL_IN" before export; done
-for d in "${CHECK[@]}"; do replay "$d" "$MODEL_IN" before; done
+for d in "${CHECK[@]}"; do replay "$d" "$MODEL_IN" before export; done
 
-DATA=("$WORK"/before-*.parquet)
+DATA=()
+for d in "${TRAIN[@]}"; do DATA+=("$WORK/before-$(day_name "$d")"-*.parquet); done
 if ((WITH_TRACES)); then DATA+=("${TRAIN[@]}"); fi
 echo "training on ${#DATA[@]} files" >&2
 # shellcheck disable=SC2086
 $TRAINER train --algo "$ALGO" --data "${DATA[@]}" --window-s "$WINDOW_S" \
     --horizon-s "$HORIZON_S" --mean-window-s 600 --util-threshold "$UTIL" --cv-quantile 1 \
     --placement-window-s 1e9 -o "$OUT" "${EXTRA[@]}" | tee "$WORK/train.txt"
+
+if ((${#CHECK[@]})); then
+    CHECK_DATA=()
+    for d in "${CHECK[@]}"; do CHECK_DATA+=("$WORK/before-$(day_name "$d")"-*.parquet); done
+    echo "held-out check: the new model on the check days' exports (never trained on)" >&2
+    $TRAINER eval --model "$OUT" --data "${CHECK_DATA[@]}" | tee "$WORK/eval-check.txt"
+fi
 
 echo "after: replaying with $OUT" >&2
 for d in "${TRAIN[@]}" "${CHECK[@]}"; do replay "$d" "$OUT" after; done

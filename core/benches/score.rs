@@ -104,7 +104,9 @@ fn bench(c: &mut Criterion) {
                     .zip(black_box(&vm_2h))
                     .map(|(h, v)| h + v * vm_share),
             );
-            let s = logistic_2h.score(&HostWindow::cpu(300.0, &buf)).unwrap_or(0.0);
+            let s = logistic_2h
+                .score(&HostWindow::cpu(300.0, &buf))
+                .unwrap_or(0.0);
             logistic_2h.is_unstable_at(s, black_box(host_2h[23]))
         });
     });

@@ -71,7 +71,10 @@ impl Rows {
                 }
                 // A host switched off (or empty) for the whole window is not a row: nothing runs
                 // there to predict (replay exports keep every host of the data centre).
-                if h.cpu[t + 1 - need..=t].iter().all(|v| *v == 0.0 || v.is_nan()) {
+                if h.cpu[t + 1 - need..=t]
+                    .iter()
+                    .all(|v| *v == 0.0 || v.is_nan())
+                {
                     continue;
                 }
                 let Some((m, cv)) = future(&h.cpu, t, steps) else {

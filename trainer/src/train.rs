@@ -441,7 +441,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let cand_f1 = |t: f64| metrics(&cs, &cy, t, true).f1;
     let mut extra = vec![
         ("candidates_rows", cs.len() as f64),
-        ("candidates_positives", cy.iter().filter(|v| **v).count() as f64),
+        (
+            "candidates_positives",
+            cy.iter().filter(|v| **v).count() as f64,
+        ),
         ("candidates_f1_global_threshold", cand_f1(threshold)),
     ];
     if let Some(c) = &candidate_threshold {
@@ -560,13 +563,19 @@ mod tests {
         let r = rows();
         let idx: Vec<usize> = (0..r.len()).collect();
         let folds = day_folds(&r, &idx, 8);
-        assert_eq!(folds, vec![vec![(0, 0)], vec![(0, 1)], vec![(0, 2)], vec![(1, 0)]]);
+        assert_eq!(
+            folds,
+            vec![vec![(0, 0)], vec![(0, 1)], vec![(0, 2)], vec![(1, 0)]]
+        );
         // Day 1 of file 0 held out, gap 2 h: its rows score; file 0's rows less than 2 h from it
         // neither fit nor score; everything else fits.
         let (fit, score) = fold_split(&r, &idx, &folds[1], 2 * 3_600_000);
         assert_eq!(score, (24..48).collect::<Vec<_>>());
         let fit0: Vec<usize> = fit.iter().copied().filter(|i| r.file[*i] == 0).collect();
-        assert_eq!(fit0, [(0..23).collect::<Vec<_>>(), (50..72).collect()].concat());
+        assert_eq!(
+            fit0,
+            [(0..23).collect::<Vec<_>>(), (50..72).collect()].concat()
+        );
         assert_eq!(fit.iter().filter(|i| r.file[**i] == 1).count(), 24);
         // Fewer folds than days: whole days dealt round-robin.
         let two = day_folds(&r, &idx, 2);

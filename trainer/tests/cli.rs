@@ -332,6 +332,8 @@ fn threshold_is_chosen_on_held_out_days() {
         .arg(&model));
     assert!(ok, "{out}\n{err}");
     let m = keel_core::model::ModelFile::load(&model).unwrap();
-    let how = m.provenance.hyperparameters["split"]["threshold"].as_str().unwrap();
+    let how = m.provenance.hyperparameters["split"]["threshold"]
+        .as_str()
+        .unwrap();
     assert!(how.starts_with("max F1 on the last 25%"), "{how}");
 }
