@@ -25,7 +25,8 @@
 #   --check DAY...   days replayed before/after but never trained on
 #   -- ARGS...       extra arguments for `keel-trainer train` (after everything else)
 #
-# Environment: POLICIES (default keel-power-saving+model,keel-peer-group+model), UTIL, HORIZON_S,
+# Environment: POLICIES (default keel-power-saving+model,keel-peer-group+model), REPLAY_ARGS (extra
+# replay arguments, e.g. "--max-vms 200" for a quick run), UTIL, HORIZON_S,
 # WINDOW_S, ALGO (default logistic), KEEL_AGENT / KEEL_TRAINER (binaries; default the release,
 # else debug, builds under $CARGO_TARGET_DIR or ./target, else `cargo run --release`).
 set -euo pipefail
@@ -96,6 +97,8 @@ replay() {
         # Resuming in the same --work folder: a finished run is not repeated.
         if [[ -s $base.json && ( -z $export || -s $base.parquet ) ]]; then continue; fi
         local args=(replay --dataset "$day" --model "$model" --policies "$p" --json --quiet)
+        # shellcheck disable=SC2206 # REPLAY_ARGS is split on purpose
+        args+=(${REPLAY_ARGS:-})
         [[ -n $export ]] && args+=(--export-hosts "$base.parquet" --export-policy "$p")
         # shellcheck disable=SC2086
         $AGENT "${args[@]}" >"$base.json" 2>"$base.log" || {
