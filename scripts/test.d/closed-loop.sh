@@ -9,12 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keel/target}"
-# Prebuilt binaries (KEEL_AGENT, KEEL_TRAINER), or the debug ones built here.
-if [ -z "${KEEL_AGENT:-}" ] || [ -z "${KEEL_TRAINER:-}" ]; then
-  cargo build -q --locked -p keel-agent -p keel-trainer
-fi
+# Prebuilt binaries (KEEL_AGENT, KEEL_TRAINER), else the debug ones scripts/test.sh's test run has
+# just built (a separate `cargo build -p ...` unifies features differently and would rebuild
+# polars), else build them here.
 agent="${KEEL_AGENT:-$CARGO_TARGET_DIR/debug/keel-agent}"
 trainer="${KEEL_TRAINER:-$CARGO_TARGET_DIR/debug/keel-trainer}"
+if [ ! -x "$agent" ] || [ ! -x "$trainer" ]; then
+  cargo build -q --locked -p keel-agent -p keel-trainer
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
