@@ -6,6 +6,8 @@
 //! - `label`: what "unstable" meant in training ([`LabelDefinition`]),
 //! - `algorithm`: the learned parameters of one of four classifiers ([`Algorithm`]),
 //! - `threshold`: the decision threshold on the score, chosen on out-of-sample scores,
+//! - `candidate_threshold` (optional): a second threshold for hosts whose utilisation now is
+//!   below a level (the hosts a migration would target); [`ModelFile::is_unstable_at`] uses it,
 //! - `provenance`: training files with SHA-256 hashes, and the placement used for VM-only data,
 //! - `metrics`: the trainer's held-out evaluation.
 //!
@@ -410,6 +412,16 @@ impl Algorithm {
     }
 }
 
+/// A decision threshold for hosts whose CPU utilisation now is below `below_util` (the hosts a
+/// migration would target), chosen on those hosts' out-of-sample scores alone.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CandidateThreshold {
+    /// The threshold applies when the host's utilisation now is below this.
+    pub below_util: f64,
+    /// Decision threshold on [`ModelFile::score`] for those hosts.
+    pub threshold: f64,
+}
+
 /// A stability model (see the module docs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelFile {
@@ -423,6 +435,9 @@ pub struct ModelFile {
     pub algorithm: Algorithm,
     /// Decision threshold on [`ModelFile::score`].
     pub threshold: f64,
+    /// Threshold for hosts below a utilisation now (absent in older files: `threshold` applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_threshold: Option<CandidateThreshold>,
     /// Training data and settings.
     pub provenance: Provenance,
     /// Held-out evaluation at training time (`roc_auc`, `pr_auc`, `f1`, `brier`, ...).
@@ -463,6 +478,7 @@ impl ModelFile {
                 intercept,
             },
             threshold: 0.5,
+            candidate_threshold: None,
             provenance: Provenance::default(),
             metrics: BTreeMap::new(),
         })
@@ -512,10 +528,13 @@ impl ModelFile {
         Ok(model)
     }
 
-    /// Writes the model as pretty JSON, atomically (temporary file, then rename).
+    /// Writes the model as pretty JSON, atomically (temporary file, then rename). The text is
+    /// parsed back with [`Self::from_json`] first, so a file this writes always loads (a
+    /// non-finite metric, which JSON writes as `null`, is refused here rather than by the reader).
     ///
     /// # Errors
-    /// [`ModelError::Io`].
+    /// [`ModelError::Io`]; [`ModelError::Json`] or [`ModelError::Invalid`] when the text would not
+    /// load (nothing is written then).
     pub fn save(&self, path: &Path) -> Result<()> {
         let io = |source| ModelError::Io {
             path: path.to_owned(),
@@ -523,6 +542,7 @@ impl ModelFile {
         };
         let text =
             serde_json::to_string_pretty(self).map_err(|e| ModelError::Invalid(e.to_string()))?;
+        Self::from_json(&text, path)?;
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, text + "\n").map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
@@ -546,6 +566,14 @@ impl ModelFile {
                 "threshold {} outside 0..=1",
                 self.threshold
             )));
+        }
+        if let Some(c) = &self.candidate_threshold {
+            if !(0.0..=1.0).contains(&c.threshold) || !(c.below_util.is_finite()) {
+                return Err(ModelError::Invalid(format!(
+                    "candidate_threshold: threshold {} outside 0..=1 or below_util {} not finite",
+                    c.threshold, c.below_util
+                )));
+            }
         }
         Ok(())
     }
@@ -579,9 +607,19 @@ impl ModelFile {
         self.algorithm.predict(x)
     }
 
-    /// Whether a score flags the host as unstable.
+    /// Whether a score flags the host as unstable (by `threshold`, whatever the host's load).
     pub fn is_unstable(&self, score: f64) -> bool {
         score >= self.threshold
+    }
+
+    /// Whether a score flags a host whose CPU utilisation now is `util_now` as unstable: by
+    /// `candidate_threshold` when the file has one and `util_now` is below its level, else by
+    /// `threshold`.
+    pub fn is_unstable_at(&self, score: f64, util_now: f64) -> bool {
+        match &self.candidate_threshold {
+            Some(c) if util_now < c.below_util => score >= c.threshold,
+            _ => score >= self.threshold,
+        }
     }
 }
 
@@ -666,6 +704,48 @@ mod tests {
 
         std::fs::write(&p, "not json").unwrap();
         assert!(matches!(ModelFile::load(&p), Err(ModelError::Json { .. })));
+    }
+
+    #[test]
+    fn save_refuses_what_load_would_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.json");
+        let mut m = logistic_model();
+        m.metrics.insert("roc_auc".into(), f64::NAN);
+        let e = m.save(&p).unwrap_err().to_string();
+        assert!(e.contains("m.json"), "{e}");
+        assert!(!p.exists() && !p.with_extension("json.tmp").exists());
+        m.metrics.insert("roc_auc".into(), 0.7);
+        m.save(&p).unwrap();
+        assert_eq!(ModelFile::load(&p).unwrap(), m);
+    }
+
+    #[test]
+    fn candidate_threshold_applies_below_its_level_and_old_files_load() {
+        let mut m = logistic_model();
+        // Files written before the field existed still load, with `threshold` everywhere.
+        let mut v = serde_json::to_value(&m).unwrap();
+        assert!(v.get("candidate_threshold").is_none());
+        v.as_object_mut().unwrap().remove("candidate_threshold");
+        let old = ModelFile::from_json(&v.to_string(), Path::new("old.json")).unwrap();
+        assert_eq!(old.candidate_threshold, None);
+        assert!(old.is_unstable_at(0.6, 0.1) && !old.is_unstable_at(0.4, 0.9));
+
+        m.candidate_threshold = Some(CandidateThreshold {
+            below_util: 0.8,
+            threshold: 0.3,
+        });
+        let back =
+            ModelFile::from_json(&serde_json::to_string(&m).unwrap(), Path::new("m.json")).unwrap();
+        assert_eq!(back, m);
+        assert!(back.is_unstable_at(0.35, 0.5));
+        assert!(!back.is_unstable_at(0.35, 0.8));
+        assert!(back.is_unstable_at(0.5, 0.9));
+        m.candidate_threshold = Some(CandidateThreshold {
+            below_util: 0.8,
+            threshold: 1.5,
+        });
+        assert!(m.validate().is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Feature rows and the leak-free split.
 //!
 //! Every host step with a full history window before it and a full horizon after it becomes a
-//! row: features from keel-core's [`extract`] (the very function the agent scores with), the
+//! row (for host-level input, unless the host ran nothing in the whole window): features from keel-core's [`extract`] (the very function the agent scores with), the
 //! future statistics the label needs, and where the row came from (file, host, time).
 //!
 //! The split cannot leak: per file, rows at `t ≤ b − (W + H)` may train and rows at `t ≥ b` may
@@ -51,13 +51,15 @@ impl Rows {
         &self.x[i * self.width..(i + 1) * self.width]
     }
 
-    /// Appends the rows of one file's hosts.
+    /// Appends the rows of one file's hosts; with `skip_idle`, not the steps whose whole window is
+    /// zero (a replay export keeps every host of the data centre, most of them switched off).
     pub fn add_file(
         &mut self,
         file: u16,
         hosts: &[HostSeries],
         schema: &FeatureSchema,
         label: &LabelParams,
+        skip_idle: bool,
     ) {
         self.width = schema.len();
         for h in hosts {
@@ -67,6 +69,15 @@ impl Rows {
             let need = ((schema.window_s / h.step_s).round() as usize).max(1);
             for t in need.saturating_sub(1)..h.cpu.len() {
                 if !h.cpu[t].is_finite() {
+                    continue;
+                }
+                // A host switched off (or empty) for the whole window is not a row: nothing runs
+                // there to predict.
+                if skip_idle
+                    && h.cpu[t + 1 - need..=t]
+                        .iter()
+                        .all(|v| *v == 0.0 || v.is_nan())
+                {
                     continue;
                 }
                 let Some((m, cv)) = future(&h.cpu, t, steps) else {
@@ -194,10 +205,35 @@ mod tests {
             &[host("a", 30)],
             &FeatureSchema::cpu_default(),
             &LabelParams::default(),
+            true,
         );
         // t from 11 (12 points of history) to 23 (6 steps ahead): 13 rows.
         assert_eq!(r.len(), 13);
         assert_eq!(r.t_ms[0], 11 * 300_000);
+        // A host idle for a whole window gives no row there.
+        let mut idle = host("b", 30);
+        idle.cpu[..14].iter_mut().for_each(|v| *v = 0.0);
+        let mut ri = Rows::default();
+        ri.add_file(
+            0,
+            &[idle.clone()],
+            &FeatureSchema::cpu_default(),
+            &LabelParams::default(),
+            true,
+        );
+        // Windows ending at t = 11..=13 are all zero.
+        assert_eq!(ri.len(), 10);
+        assert_eq!(ri.t_ms[0], 14 * 300_000);
+        // Without skip_idle (placed VM traces) every step is a row.
+        let mut ra = Rows::default();
+        ra.add_file(
+            0,
+            &[idle],
+            &FeatureSchema::cpu_default(),
+            &LabelParams::default(),
+            false,
+        );
+        assert_eq!(ra.len(), 13);
         assert_eq!(r.row(0).len(), 16);
         assert_eq!(r.host_id(0), "a");
     }
@@ -211,6 +247,7 @@ mod tests {
             &hosts,
             &FeatureSchema::cpu_default(),
             &LabelParams::default(),
+            true,
         );
         let split = Split {
             train_share: 0.6,

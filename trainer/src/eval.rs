@@ -59,7 +59,8 @@ pub struct Evaluation {
     pub roc_auc_linfa: Option<f64>,
     /// The classic detectors on the same rows.
     pub baselines: BTreeMap<String, Metrics>,
-    /// The model on rows where the host is below `candidates_below` now.
+    /// The model on rows where the host is below `candidates_below` now (by its candidate
+    /// threshold when it has one).
     pub candidates: Option<Metrics>,
     /// The best baseline on those rows.
     pub candidates_best_baseline: Option<(String, Metrics)>,
@@ -158,7 +159,12 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<Scored> {
     let pick = |v: &[f64]| cand.iter().map(|k| v[*k]).collect::<Vec<_>>();
     let cy: Vec<bool> = cand.iter().map(|k| y[*k]).collect();
     let has_both = cy.iter().any(|v| *v) && cy.iter().any(|v| !*v);
-    let candidates = has_both.then(|| metrics(&pick(&scores), &cy, model.threshold, true));
+    // Those rows are judged by the model's candidate threshold when it has one for them.
+    let cand_threshold = model
+        .candidate_threshold
+        .filter(|c| args.candidates_below <= c.below_util)
+        .map_or(model.threshold, |c| c.threshold);
+    let candidates = has_both.then(|| metrics(&pick(&scores), &cy, cand_threshold, true));
     let candidates_best_baseline = if has_both {
         bscores
             .iter()

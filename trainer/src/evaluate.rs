@@ -170,6 +170,8 @@ pub fn linfa_roc_auc(scores: &[f64], y: &[bool]) -> Option<f64> {
         .roc(y)
         .ok()
         .map(|r| f64::from(r.area_under_curve()))
+        // With one class linfa's curve has no area (NaN); there is no ROC-AUC to cross-check.
+        .filter(|a| a.is_finite())
 }
 
 /// The threshold that maximises F1 on (out-of-sample) scores.

@@ -80,7 +80,7 @@ pub fn rows_of(
             }
         }
         let before = rows.len();
-        rows.add_file(file, &hs.series, schema, label);
+        rows.add_file(file, &hs.series, schema, label, hs.host_level);
         let added = rows.len() - before;
         if added == 0 {
             bail!(

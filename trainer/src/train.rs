@@ -1,11 +1,20 @@
 //! `keel-trainer train`: files → host series → features and labels → a linfa classifier →
 //! a model file.
 //!
-//! The rows are split by time with a gap of W + H and by host (see [`crate::dataset`]). The
-//! training side is split once more by time (75 % / 25 %, same gap): a model fitted on the first
-//! part scores the second, and the decision threshold is the one that maximises F1 on those
-//! out-of-sample scores. The model is then fitted on the whole training side and evaluated on the
-//! held-out test side; those metrics go into the model file.
+//! The rows are split by time with a gap of W + H and by host (see [`crate::dataset`]).
+//!
+//! The decision threshold is chosen on whole held-out training days (`--threshold-by days`, the
+//! default): the training side's rows are grouped by day (file, and day since the file's first
+//! row); for each day a model fitted on the other days (less the rows within W + H of that day in
+//! the same file, so no label window overlaps a scored feature window) scores that day's rows.
+//! The pooled out-of-day scores give the threshold that maximises F1, and, on the rows whose host
+//! is below 0.8 now (`--candidates-below`), the model file's `candidate_threshold`. With more
+//! days than `--threshold-folds`, days are dealt round-robin into that many folds (each fold still
+//! holds whole days). With a single day, or with `--threshold-by inner`, the training side is split
+//! by time instead (75 % / 25 %, same gap) and the threshold is chosen on the last quarter.
+//!
+//! The model is then fitted on the whole training side and evaluated on the held-out test side;
+//! those metrics go into the model file.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -14,7 +23,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use keel_core::features::{Dimension, FeatureSchema, DEFAULT_WINDOW_S};
-use keel_core::model::{LabelDefinition, ModelFile, Placement, Provenance, FORMAT_VERSION};
+use keel_core::model::{
+    CandidateThreshold, LabelDefinition, ModelFile, Placement, Provenance, FORMAT_VERSION,
+};
 use ndarray::Array2;
 
 use crate::dataset::{Rows, Side, Split};
@@ -83,6 +94,163 @@ pub struct TrainArgs {
     /// Also write the (balanced) training matrix as CSV, for comparison runs.
     #[arg(long)]
     pub export_matrix: Option<PathBuf>,
+    /// How the decision threshold is chosen: `days` (leave whole training days out) or `inner`
+    /// (the last quarter of the training side by time).
+    #[arg(long, value_enum, default_value = "days")]
+    pub threshold_by: ThresholdBy,
+    /// At most this many folds of whole days when choosing the threshold.
+    #[arg(long, default_value_t = 8)]
+    pub threshold_folds: usize,
+    /// Also choose a threshold for rows whose host is below this utilisation now (the hosts a
+    /// migration would target); 0 turns it off.
+    #[arg(long, default_value_t = 0.8)]
+    pub candidates_below: f64,
+}
+
+/// How the decision threshold is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ThresholdBy {
+    /// Leave whole training days out (see the module docs).
+    Days,
+    /// The last 25 % (by time, after the gap) of the training side, fitted on the first 75 %.
+    Inner,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Folds of whole days of the training rows `idx`: `(file, day since the file's first row)`
+/// groups, dealt round-robin into at most `max_folds` folds. Empty when there is one day only.
+pub fn day_folds(rows: &Rows, idx: &[usize], max_folds: usize) -> Vec<Vec<(u16, i64)>> {
+    let first = file_starts(rows);
+    let days: std::collections::BTreeSet<(u16, i64)> = idx
+        .iter()
+        .map(|i| (rows.file[*i], day_of(rows, &first, *i)))
+        .collect();
+    if days.len() < 2 {
+        return Vec::new();
+    }
+    let k = max_folds.clamp(2, days.len());
+    let mut folds = vec![Vec::new(); k];
+    for (j, d) in days.into_iter().enumerate() {
+        folds[j % k].push(d);
+    }
+    folds
+}
+
+fn file_starts(rows: &Rows) -> BTreeMap<u16, i64> {
+    let mut first: BTreeMap<u16, i64> = BTreeMap::new();
+    for (f, t) in rows.file.iter().zip(&rows.t_ms) {
+        let e = first.entry(*f).or_insert(*t);
+        *e = (*e).min(*t);
+    }
+    first
+}
+
+fn day_of(rows: &Rows, first: &BTreeMap<u16, i64>, i: usize) -> i64 {
+    (rows.t_ms[i] - first[&rows.file[i]]).div_euclid(DAY_MS)
+}
+
+/// Splits `idx` for one fold: rows of the fold's days are scored; rows of other days fit, except
+/// those within `gap_ms` of a fold day in the same file.
+fn fold_split(
+    rows: &Rows,
+    idx: &[usize],
+    fold: &[(u16, i64)],
+    gap_ms: i64,
+) -> (Vec<usize>, Vec<usize>) {
+    let first = file_starts(rows);
+    let held: std::collections::BTreeSet<(u16, i64)> = fold.iter().copied().collect();
+    let (mut fit, mut score) = (Vec::new(), Vec::new());
+    for &i in idx {
+        let f = rows.file[i];
+        let d = day_of(rows, &first, i);
+        if held.contains(&(f, d)) {
+            score.push(i);
+            continue;
+        }
+        let t = rows.t_ms[i];
+        let near = held.iter().filter(|(hf, _)| *hf == f).any(|(_, hd)| {
+            let lo = first[&f] + hd * DAY_MS;
+            let hi = lo + DAY_MS;
+            t > lo - gap_ms && t < hi + gap_ms
+        });
+        if !near {
+            fit.push(i);
+        }
+    }
+    (fit, score)
+}
+
+/// Out-of-sample scores of training rows, from which the thresholds are chosen.
+#[derive(Debug, Clone, Default)]
+pub struct OutOfSample {
+    /// Rows scored.
+    pub idx: Vec<usize>,
+    /// Their scores.
+    pub scores: Vec<f64>,
+    /// How they were obtained (for the provenance).
+    pub how: String,
+}
+
+fn out_of_sample(
+    p: &ValidClassifierParams,
+    rows: &Rows,
+    y: &[bool],
+    train_idx: &[usize],
+    by: ThresholdBy,
+    max_folds: usize,
+    gap_ms: i64,
+) -> anyhow::Result<OutOfSample> {
+    let folds = match by {
+        ThresholdBy::Days => day_folds(rows, train_idx, max_folds),
+        ThresholdBy::Inner => Vec::new(),
+    };
+    let mut oos = OutOfSample::default();
+    let mut skipped = 0;
+    for fold in &folds {
+        let (fit, score) = fold_split(rows, train_idx, fold, gap_ms);
+        let pos = fit.iter().filter(|i| y[**i]).count();
+        if fit.len() < 20 || pos == 0 || pos == fit.len() || score.is_empty() {
+            skipped += 1;
+            continue;
+        }
+        let (_, s) = fit_scores(p, rows, y, &fit, &score)
+            .with_context(|| format!("fitting without training days {fold:?}"))?;
+        oos.idx.extend(score);
+        oos.scores.extend(s);
+    }
+    if !oos.idx.is_empty() {
+        let days: usize = folds.iter().map(Vec::len).sum();
+        oos.how = format!(
+            "max F1 on whole held-out training days: {days} days (file, day) in {} folds ({skipped} skipped: one class or too few rows to fit), each scored by a model fitted on the other days less the rows within W + H of it",
+            folds.len()
+        );
+        return Ok(oos);
+    }
+    let (inner_fit, inner_val) = inner_split(rows, train_idx, 0.75, gap_ms);
+    let (_, s) = fit_scores(p, rows, y, &inner_fit, &inner_val)
+        .context("fitting on the inner training part")?;
+    oos.idx = inner_val;
+    oos.scores = s;
+    oos.how = format!(
+        "max F1 on the last 25% (by time, after the gap) of the training side, fitted on the first 75%{}",
+        if by == ThresholdBy::Days {
+            " (one training day only: no day to leave out)"
+        } else {
+            ""
+        }
+    );
+    Ok(oos)
+}
+
+/// Indices (into `idx`) of rows whose host is below `below` now (by the `cpu_last` feature).
+fn candidate_rows(rows: &Rows, schema: &FeatureSchema, idx: &[usize], below: f64) -> Vec<usize> {
+    let Some(c) = schema.index("cpu_last") else {
+        return Vec::new();
+    };
+    (0..idx.len())
+        .filter(|k| rows.row(idx[*k])[c] < below)
+        .collect()
 }
 
 fn parse_dims(d: &[String]) -> anyhow::Result<Vec<Dimension>> {
@@ -200,12 +368,29 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         bail!("too few samples: the split left no test rows (more hosts or a longer span needed)");
     }
 
-    // Threshold from out-of-sample scores inside the training side.
-    let (inner_fit, inner_val) = inner_split(&rows, &train_idx, 0.75, split.gap_ms);
-    let (_, val_scores) = fit_scores(&params, &rows, &y, &inner_fit, &inner_val)
-        .context("fitting on the inner training part")?;
-    let val_y: Vec<bool> = inner_val.iter().map(|i| y[*i]).collect();
-    let threshold = best_f1_threshold(&val_scores, &val_y);
+    // Thresholds from out-of-sample scores inside the training side.
+    let oos = out_of_sample(
+        &params,
+        &rows,
+        &y,
+        &train_idx,
+        args.threshold_by,
+        args.threshold_folds,
+        split.gap_ms,
+    )?;
+    let val_y: Vec<bool> = oos.idx.iter().map(|i| y[*i]).collect();
+    let threshold = best_f1_threshold(&oos.scores, &val_y);
+    let candidate_threshold = if args.candidates_below > 0.0 {
+        let cand = candidate_rows(&rows, &schema, &oos.idx, args.candidates_below);
+        let cs: Vec<f64> = cand.iter().map(|k| oos.scores[*k]).collect();
+        let cy: Vec<bool> = cand.iter().map(|k| val_y[*k]).collect();
+        (cy.iter().any(|v| *v) && cy.iter().any(|v| !*v)).then(|| CandidateThreshold {
+            below_util: args.candidates_below,
+            threshold: best_f1_threshold(&cs, &cy),
+        })
+    } else {
+        None
+    };
 
     let fit_started = Instant::now();
     let pb = crate::pipeline::progress(1, "fitting");
@@ -240,7 +425,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         ("brier", m.brier.unwrap_or(f64::NAN)),
         ("test_rows", m.n as f64),
         ("test_positives", m.positives as f64),
-        ("fit_seconds", fit_s),
     ] {
         if v.is_finite() {
             metrics_map.insert(k.to_owned(), v);
@@ -248,6 +432,28 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     if let Some(a) = linfa_roc_auc(&test_scores, &test_y) {
         metrics_map.insert("roc_auc_linfa".into(), a);
+    }
+    // Held-out rows whose host is below `candidates_below` now: F1 by the global threshold and
+    // by the candidate threshold (what `ModelFile::is_unstable_at` uses).
+    let cand = candidate_rows(&rows, &schema, &test_idx, args.candidates_below);
+    let cs: Vec<f64> = cand.iter().map(|k| test_scores[*k]).collect();
+    let cy: Vec<bool> = cand.iter().map(|k| test_y[*k]).collect();
+    let cand_f1 = |t: f64| metrics(&cs, &cy, t, true).f1;
+    let mut extra = vec![
+        ("candidates_rows", cs.len() as f64),
+        (
+            "candidates_positives",
+            cy.iter().filter(|v| **v).count() as f64,
+        ),
+        ("candidates_f1_global_threshold", cand_f1(threshold)),
+    ];
+    if let Some(c) = &candidate_threshold {
+        extra.push(("candidates_f1", cand_f1(c.threshold)));
+    }
+    for (k, v) in extra {
+        if v.is_finite() && !cs.is_empty() {
+            metrics_map.insert(k.to_owned(), v);
+        }
     }
     let mut hp = BTreeMap::new();
     for (k, v) in params.to_json() {
@@ -259,7 +465,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             "train_share": split.train_share,
             "holdout_hosts": split.holdout_hosts,
             "gap_s": split.gap_ms as f64 / 1000.0,
-            "threshold": "max F1 on the last 25% (by time, after the gap) of the training side, fitted on the first 75%",
+            "threshold": oos.how,
+            "threshold_rows": oos.idx.len(),
         }),
     );
     let positives = train_idx.iter().filter(|i| y[**i]).count() as u64;
@@ -276,6 +483,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         },
         algorithm,
         threshold,
+        candidate_threshold,
         provenance: Provenance {
             files,
             placement: Some(placement),
@@ -287,17 +495,23 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         },
         metrics: metrics_map,
     };
-    model.validate()?;
     model
         .save(&args.out)
         .with_context(|| format!("writing model {}", args.out.display()))?;
     println!(
-        "{}: {} on {} rows ({} unstable), threshold {:.3}; held-out {} rows: ROC-AUC {:.3}, PR-AUC {:.3}, F1 {:.3}, Brier {:.3} ({:.1} s, fit {:.2} s)",
+        "{}: {} on {} rows ({} unstable), threshold {:.3}{}; held-out {} rows: ROC-AUC {:.3}, PR-AUC {:.3}, F1 {:.3}, Brier {:.3} ({:.1} s, fit {:.2} s)",
         args.out.display(),
         model.algorithm.name(),
         train_idx.len(),
         positives,
         threshold,
+        candidate_threshold.map_or(String::new(), |c| format!(
+            " ({:.3} below {} now: held-out F1 there {:.3}, {:.3} by the global threshold)",
+            c.threshold,
+            c.below_util,
+            cand_f1(c.threshold),
+            cand_f1(threshold)
+        )),
         m.n,
         m.roc_auc,
         m.pr_auc,
@@ -309,7 +523,65 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Current UTC time, RFC 3339.
+/// Current UTC time, RFC 3339; `SOURCE_DATE_EPOCH` (seconds), when set, replaces the clock so
+/// that the same inputs give the same file byte for byte.
 fn chrono_now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    let t = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|s| chrono::DateTime::<chrono::Utc>::from_timestamp(s, 0))
+        .unwrap_or_else(chrono::Utc::now);
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows every hour: file 0 over three days, file 1 over one day.
+    fn rows() -> Rows {
+        let mut r = Rows {
+            width: 1,
+            ..Rows::default()
+        };
+        r.host_ids.push("0:h".into());
+        for (file, hours) in [(0u16, 72), (1, 24)] {
+            for h in 0..hours {
+                r.x.push(0.0);
+                r.file.push(file);
+                r.host.push(0);
+                r.t_ms.push(1_000 + h * 3_600_000);
+                r.max_mean.push(0.0);
+                r.cv.push(0.0);
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn days_are_left_out_whole_with_a_gap() {
+        let r = rows();
+        let idx: Vec<usize> = (0..r.len()).collect();
+        let folds = day_folds(&r, &idx, 8);
+        assert_eq!(
+            folds,
+            vec![vec![(0, 0)], vec![(0, 1)], vec![(0, 2)], vec![(1, 0)]]
+        );
+        // Day 1 of file 0 held out, gap 2 h: its rows score; file 0's rows less than 2 h from it
+        // neither fit nor score; everything else fits.
+        let (fit, score) = fold_split(&r, &idx, &folds[1], 2 * 3_600_000);
+        assert_eq!(score, (24..48).collect::<Vec<_>>());
+        let fit0: Vec<usize> = fit.iter().copied().filter(|i| r.file[*i] == 0).collect();
+        assert_eq!(
+            fit0,
+            [(0..23).collect::<Vec<_>>(), (50..72).collect()].concat()
+        );
+        assert_eq!(fit.iter().filter(|i| r.file[**i] == 1).count(), 24);
+        // Fewer folds than days: whole days dealt round-robin.
+        let two = day_folds(&r, &idx, 2);
+        assert_eq!(two, vec![vec![(0, 0), (0, 2)], vec![(0, 1), (1, 0)]]);
+        // One day only: no folds (the caller splits by time instead).
+        let one: Vec<usize> = (72..96).collect();
+        assert!(day_folds(&r, &one, 8).is_empty());
+    }
 }

@@ -48,6 +48,39 @@ fn vm_file(dir: &Path, name: &str, n: usize, steps: i64, seed: u64) -> PathBuf {
     p
 }
 
+/// Host-level rows (`vm_id` null): `n` hosts over `steps` 5-minute steps with bursts up to full
+/// load, but only before `calm_from` (a step); afterwards every host idles at 0.2.
+fn host_file(dir: &Path, name: &str, n: usize, steps: i64, calm_from: i64) -> PathBuf {
+    let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
+    let mut rows = Vec::new();
+    for h in 0..n {
+        let mut burst = 0.0f64;
+        for t in 0..steps {
+            let u = if t < calm_from {
+                if rng.gen_bool(0.08) {
+                    burst = rng.gen_range(0.4..0.7);
+                }
+                burst *= 0.85;
+                (0.3 + burst + rng.gen_range(-0.05..0.05)).clamp(0.0, 1.0)
+            } else {
+                0.2
+            };
+            rows.push(Sample {
+                ts_ms: 1_299_110_400_000 + t * 300_000,
+                host_id: Some(format!("h{h:03}")),
+                vm_id: None,
+                metrics: Metrics {
+                    cpu_util: Some(u),
+                    ..Default::default()
+                },
+            });
+        }
+    }
+    let p = dir.join(name);
+    write_samples(&p, &rows, &Inventory::default(), WriteOptions::default()).unwrap();
+    p
+}
+
 fn run(cmd: &mut Command) -> (bool, String, String) {
     let o = cmd.output().unwrap();
     (
@@ -215,4 +248,92 @@ fn summary_of_one_row_and_empty_files() {
     assert!(ok, "summary of an empty file failed: {err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["rows"], 0, "{out}");
+}
+
+/// A held-out side with one class (no host overloads after the split) still gives a model file
+/// that loads: no metric is written as `null`.
+#[test]
+fn one_class_held_out_side_writes_a_loadable_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 288 steps (one day); the split is at 60 % (step ~172); calm from step 160.
+    let data = host_file(d, "hosts.parquet", 40, 288, 160);
+    let model = d.join("m.json");
+    let (ok, out, err) = run(bin()
+        .args(["train", "--data"])
+        .arg(&data)
+        .args(["--util-threshold", "0.8", "--cv-quantile", "1", "-o"])
+        .arg(&model));
+    assert!(ok, "{out}\n{err}");
+    let text = std::fs::read_to_string(&model).unwrap();
+    assert!(!text.contains("null"), "{text}");
+    let m = keel_core::model::ModelFile::load(&model).unwrap();
+    assert_eq!(m.metrics["test_positives"], 0.0);
+    assert!(!m.metrics.contains_key("roc_auc_linfa"));
+    assert!(!m.metrics.contains_key("roc_auc"));
+}
+
+/// The same data and seed give the same model file byte for byte, for trees and forests.
+#[test]
+fn tree_and_forest_training_is_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = vm_file(d, "a.parquet", 60, 288, 3);
+    for algo in ["tree", "random-forest"] {
+        let texts: Vec<String> = (0..3)
+            .map(|k| {
+                let out = d.join(format!("{algo}-{k}.json"));
+                let (ok, o, e) = run(bin()
+                    .env("SOURCE_DATE_EPOCH", "1700000000")
+                    .args(["train", "--algo", algo, "--trees", "5", "--data"])
+                    .arg(&a)
+                    .arg("-o")
+                    .arg(&out));
+                assert!(ok, "{o}\n{e}");
+                std::fs::read_to_string(&out).unwrap()
+            })
+            .collect();
+        assert!(texts.iter().all(|t| *t == texts[0]), "{algo}: runs differ");
+        assert!(texts[0].contains("2023-11-14T22:13:20Z"));
+    }
+}
+
+/// With two training days the threshold is chosen on whole held-out days, and a second threshold
+/// for hosts below 0.8 now is written when those rows have both classes.
+#[test]
+fn threshold_is_chosen_on_held_out_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = vm_file(d, "a.parquet", 120, 288, 11);
+    let b = vm_file(d, "b.parquet", 120, 288, 12);
+    let model = d.join("m.json");
+    let (ok, out, err) = run(bin()
+        .args(["train", "--data"])
+        .arg(&a)
+        .arg(&b)
+        .arg("-o")
+        .arg(&model));
+    assert!(ok, "{out}\n{err}");
+    let m = keel_core::model::ModelFile::load(&model).unwrap();
+    let how = m.provenance.hyperparameters["split"]["threshold"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(how.contains("2 days (file, day) in 2 folds"), "{how}");
+    let c = m.candidate_threshold.expect("a candidate threshold");
+    assert_eq!(c.below_util, 0.8);
+    assert!(m.metrics.contains_key("candidates_f1"), "{:?}", m.metrics);
+    // --threshold-by inner is the previous rule.
+    let (ok, out, err) = run(bin()
+        .args(["train", "--threshold-by", "inner", "--data"])
+        .arg(&a)
+        .arg(&b)
+        .arg("-o")
+        .arg(&model));
+    assert!(ok, "{out}\n{err}");
+    let m = keel_core::model::ModelFile::load(&model).unwrap();
+    let how = m.provenance.hyperparameters["split"]["threshold"]
+        .as_str()
+        .unwrap();
+    assert!(how.starts_with("max F1 on the last 25%"), "{how}");
 }

@@ -94,3 +94,23 @@ proptest! {
     #[test]
     fn naive_bayes_matches_linfa(seed in 0u64..10_000) { check(Algo::NaiveBayes, seed)?; }
 }
+
+/// Classes tied at a leaf: the tree's vote is the smaller class every time. linfa-trees 0.8.1
+/// broke the tie by `HashMap` order, which differs between maps even within one process, so 32
+/// fits would have given both votes (the vendored patch fixes it).
+#[test]
+fn tied_leaf_votes_the_same_class_every_fit() {
+    // One constant feature: no split is possible, the root is a leaf with 20 rows of each class.
+    let x = Array2::<f64>::from_elem((40, 1), 0.5);
+    let y: Vec<bool> = (0..40).map(|i| i % 2 == 0).collect();
+    let params = ClassifierParams::new(Algo::Tree).check().unwrap();
+    for k in 0..32 {
+        let (alg, fitted) = params.fit_linfa(x.view(), &y).unwrap();
+        assert!(!alg.predict_class(&[0.5]), "fit {k}: tie voted unstable");
+        let Fitted::Tree(m) = fitted else {
+            unreachable!()
+        };
+        let c: ndarray::Array1<usize> = m.predict(&x);
+        assert!(c.iter().all(|v| *v == 0), "fit {k}: linfa voted {c}");
+    }
+}
