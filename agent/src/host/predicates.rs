@@ -165,7 +165,7 @@ impl Cx<'_> {
             .map(|(i, &u)| u + vm.map_or(need.cpu, |h| h[i]) / cap)
             .collect();
         let w = keel_core::features::HostWindow::cpu(self.cfg.step_s, &proj);
-        let unstable = m.score(&w).is_ok_and(|s| m.is_unstable(s));
+        let unstable = m.score(&w).is_ok_and(|s| m.is_unstable_at(s, proj[n - 1]));
         if unstable {
             self.st.stats.model_vetoes += 1;
         }
