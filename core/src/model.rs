@@ -583,6 +583,12 @@ impl ModelFile {
         self.feature_schema.window_s
     }
 
+    /// Samples of a series `step_s` apart that cover the window (at least one), as the trainer
+    /// counts them.
+    pub fn window_samples(&self, step_s: f64) -> usize {
+        ((self.window_s() / step_s).round() as usize).max(1)
+    }
+
     /// Probability-like score (0..=1) that the host is unstable.
     ///
     /// # Errors

@@ -151,7 +151,7 @@ impl Cx<'_> {
             return false;
         };
         let cap = self.st.load.capacity;
-        let n = ((m.window_s() / self.cfg.step_s).ceil() as usize).max(1);
+        let n = m.window_samples(self.cfg.step_s);
         let own = &self.st.hist;
         if cap <= 0.0 || own.len() < n {
             return false;

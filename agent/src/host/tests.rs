@@ -358,7 +358,7 @@ fn offer_to_a_host_with_a_model(
         .map(|i| HostAgent::new(Value::Int(i), Arc::clone(&p), cfg.clone(), 0).unwrap())
         .collect();
     let mut view = TestView::default();
-    let steps = (cfg.stability.as_ref().unwrap().window_s() / cfg.step_s).ceil() as usize;
+    let steps = cfg.stability.as_ref().unwrap().window_samples(cfg.step_s);
     for k in 0..steps {
         let mut l = load(&[(9, 300.0)]);
         l.step_util = Some(0.3);

@@ -327,9 +327,10 @@ impl Policy for KeelPolicy {
                 .map_err(|err| anyhow::anyhow!("starting the agents: {err}"))?;
         }
         // Offers carry the VM's history over the model's window.
-        let vm_hist = self.model.as_deref().map_or(0, |m| {
-            ((m.window_s() / e.sc.interval_s).ceil() as usize).max(1)
-        });
+        let vm_hist = self
+            .model
+            .as_deref()
+            .map_or(0, |m| m.window_samples(e.sc.interval_s));
         let mut view = SimView::new(e, self.variant.rank(), vm_hist);
         let mut d = Round {
             agents: &mut self.agents,
