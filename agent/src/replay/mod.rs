@@ -25,6 +25,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use keel_core::model::ModelFile;
 
 use crate::sim::engine::HostSeries;
+use crate::sim::engine::PlacementCache;
 use crate::sim::heuristics::{Heuristic, NoMigration};
 use crate::sim::keel::{KeelPolicy, Transport, Variant};
 use crate::sim::{Engine, Policy, PolicyResult, Scenario, Workload};
@@ -358,6 +359,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
     };
     let mut results = Vec::new();
     let mut series = None;
+    let mut placements = PlacementCache::default();
     for (i, (name, mut p)) in policies.into_iter().enumerate() {
         bar.set_prefix(name.clone());
         let t0 = Instant::now();
@@ -368,9 +370,12 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
             engine.migration_log = Some(Vec::new());
         }
         let mut out = engine
-            .run(p.as_mut(), record, &mut |k, _| {
-                bar.set_position(base + k as u64)
-            })
+            .run_cached(
+                p.as_mut(),
+                record,
+                &mut |k, _| bar.set_position(base + k as u64),
+                &mut placements,
+            )
             .with_context(|| format!("policy {name}"))?;
         let result = PolicyResult::from_run(&out, p.negotiation(), t0.elapsed().as_secs_f64());
         if let (Some(w), Some(l)) = (log.as_mut(), out.migration_log.take()) {

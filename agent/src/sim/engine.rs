@@ -19,7 +19,7 @@
 //! `plan_destroy` move VMs between hosts' lists as CloudSim's `vmCreate`/`vmDestroy` do, and
 //! `restore` puts the allocation back before migrations start.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use anyhow::bail;
 
@@ -37,6 +37,12 @@ pub trait Policy {
     fn name(&self) -> String;
     /// Host for VM `vm` at creation (`None`: no host can take it, which aborts the run).
     fn place(&mut self, e: &mut Engine<'_>, vm: usize) -> Option<usize>;
+    /// Names the initial placement [`Policy::place`] makes: two policies with the same key place
+    /// every VM on the same host from the same start, so a replay computes it once
+    /// ([`PlacementCache`]). `None`: not shared.
+    fn placement_key(&self) -> Option<String> {
+        None
+    }
     /// Migrations (VM, target host) to start now. `e` may be changed while planning, but must be
     /// restored ([`Engine::save`]/[`Engine::restore`]) before returning.
     fn optimize(&mut self, e: &mut Engine<'_>) -> anyhow::Result<Vec<(usize, usize)>>;
@@ -45,6 +51,12 @@ pub trait Policy {
         None
     }
 }
+
+/// Initial placements already made in one replay, by [`Policy::placement_key`]: the host of
+/// every VM. Placing is deterministic and the same for every policy that shares a key, so the
+/// policies of one replay that place alike compute it once.
+#[derive(Debug, Default)]
+pub struct PlacementCache(HashMap<String, Vec<u32>>);
 
 /// A host's state.
 #[derive(Debug, Clone)]
@@ -311,15 +323,54 @@ impl<'a> Engine<'a> {
     /// A VM no host can take at creation, a policy error, or a broken invariant (a VM on no host
     /// or on two), naming the step and the VM.
     pub fn run(
-        mut self,
+        self,
         policy: &mut dyn Policy,
         record_hosts: bool,
         progress: &mut dyn FnMut(usize, usize),
     ) -> anyhow::Result<RunOutput> {
+        self.run_cached(
+            policy,
+            record_hosts,
+            progress,
+            &mut PlacementCache::default(),
+        )
+    }
+
+    /// [`Engine::run`], taking the initial placement from `cache` where an earlier run of the
+    /// same scenario made it with the same [`Policy::placement_key`] (and recording it there
+    /// otherwise).
+    ///
+    /// # Errors
+    /// As [`Engine::run`].
+    pub fn run_cached(
+        mut self,
+        policy: &mut dyn Policy,
+        record_hosts: bool,
+        progress: &mut dyn FnMut(usize, usize),
+        cache: &mut PlacementCache,
+    ) -> anyhow::Result<RunOutput> {
         if record_hosts {
             self.host_series = Some(Vec::new());
         }
-        self.place_all(policy)?;
+        match policy.placement_key() {
+            Some(key) => match cache.0.get(&key) {
+                Some(hosts) if hosts.len() == self.vms.len() => {
+                    for (v, &h) in hosts.iter().enumerate() {
+                        self.create(v, h as usize);
+                    }
+                }
+                _ => {
+                    self.place_all(policy)?;
+                    let hosts = self
+                        .vms
+                        .iter()
+                        .map(|vm| vm.table.unwrap_or(u32::MAX))
+                        .collect();
+                    cache.0.insert(key, hosts);
+                }
+            },
+            None => self.place_all(policy)?,
+        }
         let interval = self.sc.interval_s;
         let end = self.sc.duration_s.unwrap_or_else(|| self.wl.duration_s());
         let total = ((end - self.sc.offset_s) / interval).ceil().max(0.0) as usize;
@@ -386,13 +437,18 @@ impl<'a> Engine<'a> {
                     policy.name()
                 );
             };
-            self.plan_create(h, v);
-            self.vms[v].table = Some(h as u32);
-            self.vms[v].instantiating = false;
-            // CloudSim: once created, a VM requests what its (not yet submitted) cloudlet does: 0.
-            self.vms[v].req = 0.0;
+            self.create(v, h);
         }
         Ok(())
+    }
+
+    /// Creates VM `v` on host `h` (the end of placing it).
+    fn create(&mut self, v: usize, h: usize) {
+        self.plan_create(h, v);
+        self.vms[v].table = Some(h as u32);
+        self.vms[v].instantiating = false;
+        // CloudSim: once created, a VM requests what its (not yet submitted) cloudlet does: 0.
+        self.vms[v].req = 0.0;
     }
 
     fn record_step(&mut self) {
@@ -584,6 +640,32 @@ impl<'a> Engine<'a> {
         .power_at(u)
     }
 
+    /// For a host with no VM in its list: everything that [`Engine::is_suitable`], the planned
+    /// utilisation and [`Engine::power_at`] read of it, as bits. Two empty hosts with the same key
+    /// answer every placement question the same way (`None`: the host holds VMs).
+    pub fn empty_host_key(&self, h: usize) -> Option<[u64; 17]> {
+        let host = &self.hosts[h];
+        if !host.vm_list.is_empty() {
+            return None;
+        }
+        let mut k = [0u64; 17];
+        for (slot, x) in k.iter_mut().zip(
+            [
+                host.total_mips,
+                host.pe_mips,
+                host.mem_mib,
+                host.ram_used,
+                host.bw_mbit,
+                host.bw_used,
+            ]
+            .into_iter()
+            .chain(host.power),
+        ) {
+            *slot = x.to_bits();
+        }
+        Some(k)
+    }
+
     /// CloudSim's `isSuitableForVm`: core speed, free MIPS, and at creation memory and bandwidth.
     pub fn is_suitable(&self, h: usize, v: usize) -> bool {
         let host = &self.hosts[h];
@@ -678,9 +760,8 @@ impl<'a> Engine<'a> {
     }
 
     fn host_update(&mut self, h: usize, t: f64, interval: bool) {
-        let list = self.hosts[h].vm_list.clone();
-        for &v in &list {
-            let v = v as usize;
+        for i in 0..self.hosts[h].vm_list.len() {
+            let v = self.hosts[h].vm_list[i] as usize;
             let d = self.demand(v, t);
             let vm = &mut self.vms[v];
             vm.req = d;
@@ -697,7 +778,8 @@ impl<'a> Engine<'a> {
         let (fits, scale, _) = self.sched(h);
         let mut util = 0.0;
         let mut host_req = 0.0;
-        for &v in &list {
+        for i in 0..self.hosts[h].vm_list.len() {
+            let v = self.hosts[h].vm_list[i];
             let vi = v as usize;
             let mut alloc = self.alloc_with(h, vi, fits, scale);
             let req = self.vms[vi].req;
@@ -746,6 +828,14 @@ impl<'a> Engine<'a> {
         }
         // CloudSim removes VMs whose demand is 0 as finished.
         for h in 0..self.hosts.len() {
+            // Copy the list only where a VM finishes (plan_destroy edits it).
+            let finishes = self.hosts[h].vm_list.iter().any(|&v| {
+                let vm = &self.vms[v as usize];
+                !vm.in_migration && vm.req == 0.0 && vm.alive
+            });
+            if !finishes {
+                continue;
+            }
             let list = self.hosts[h].vm_list.clone();
             for v in list {
                 let vi = v as usize;

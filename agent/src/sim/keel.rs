@@ -293,6 +293,10 @@ impl Policy for KeelPolicy {
         pabfd(e, &Detector::Thr(0.8), vm, &HashSet::new())
     }
 
+    fn placement_key(&self) -> Option<String> {
+        Some(format!("pabfd {:?}", Detector::Thr(0.8)))
+    }
+
     fn optimize(&mut self, e: &mut Engine<'_>) -> anyhow::Result<Vec<(usize, usize)>> {
         self.round += 1;
         let seed = self

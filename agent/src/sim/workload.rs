@@ -310,8 +310,12 @@ impl NanCheck for f32 {
 /// between; `data` carries the closing repeat.
 fn interpolate(data: &[f64], step: f64, t: f64) -> f64 {
     let last = data.len() - 1;
-    if t % step == 0.0 {
-        return data[((t / step) as usize).min(last)];
+    // `t` is a whole number of steps exactly when `floor(t / step) * step == t` (the same test
+    // as `t % step == 0.0`, without the slow remainder), for the finite, non-negative times of
+    // a replay.
+    let q = (t / step).floor();
+    if q * step == t {
+        return data[(q as usize).min(last)];
     }
     let i1 = ((t / step).floor().max(0.0) as usize).min(last);
     let i2 = ((t / step).ceil().max(0.0) as usize).min(last);
