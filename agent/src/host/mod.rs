@@ -98,6 +98,9 @@ pub struct CoreConfig {
     /// Minimum stay: a VM that arrived less than this many seconds ago is not offered again while
     /// another VM can go, and a host holding one does not empty itself (0: off).
     pub min_stay_s: f64,
+    /// Repeat a quiet tick instead of running the model again (see [`HostAgent::tick`]); the
+    /// outcome is the same either way.
+    pub repeat_quiet_ticks: bool,
 }
 
 impl Default for CoreConfig {
@@ -121,6 +124,7 @@ impl Default for CoreConfig {
             stability: None,
             step_s: 300.0,
             min_stay_s: 0.0,
+            repeat_quiet_ticks: true,
         }
     }
 }
@@ -227,6 +231,8 @@ pub struct CoreStats {
     pub models_adopted: u64,
     /// Interaction models refused (did not compile, or call predicates the agent lacks).
     pub models_refused: u64,
+    /// Measurements that repeated the last quiet tick (see [`HostAgent::tick`]).
+    pub quiet_ticks: u64,
 }
 
 /// Why a model was refused or the core could not start.
@@ -350,6 +356,8 @@ pub(crate) struct State {
     pub(crate) last_pick: Option<Need>,
     /// This host's CPU utilisation at the last measurements, oldest first (bounded).
     pub(crate) hist: VecDeque<f64>,
+    /// Times the history was read (the stability model's consult).
+    pub(crate) hist_reads: u64,
     pub(crate) stats: CoreStats,
 }
 
@@ -379,6 +387,66 @@ impl State {
     }
 }
 
+/// Whether two measurements differ at most by the new point of the utilisation series.
+fn same_but_step(a: &HostLoad, b: &HostLoad) -> bool {
+    a.capacity.to_bits() == b.capacity.to_bits()
+        && a.pe_capacity.to_bits() == b.pe_capacity.to_bits()
+        && a.mem_capacity.map(f64::to_bits) == b.mem_capacity.map(f64::to_bits)
+        && a.other.to_bits() == b.other.to_bits()
+        && a.vms == b.vms
+}
+
+/// Passes every question to `inner` and counts them (all but the published state).
+struct Asked<'v> {
+    inner: &'v mut dyn View,
+    n: u32,
+}
+
+impl View for Asked<'_> {
+    fn resolve(&mut self, me: &Value, role: &str, need: &Need, exclude: &[Value]) -> Resolved {
+        self.n += 1;
+        self.inner.resolve(me, role, need, exclude)
+    }
+    fn candidates(
+        &mut self,
+        me: &Value,
+        role: &str,
+        need: &Need,
+        exclude: &[Value],
+        k: usize,
+    ) -> Vec<Value> {
+        self.n += 1;
+        self.inner.candidates(me, role, need, exclude, k)
+    }
+    fn answered(&mut self, me: &Value, cpu: f64) {
+        self.n += 1;
+        self.inner.answered(me, cpu);
+    }
+    fn unstable(&mut self, peer: &Value) -> bool {
+        self.n += 1;
+        self.inner.unstable(peer)
+    }
+    fn declines(&mut self, me: &Value) -> bool {
+        self.n += 1;
+        self.inner.declines(me)
+    }
+    fn busier_exists(&mut self, me: &Value, cpu: f64) -> bool {
+        self.n += 1;
+        self.inner.busier_exists(me, cpu)
+    }
+    fn neighbour(&mut self, me: &Value) -> Option<Value> {
+        self.n += 1;
+        self.inner.neighbour(me)
+    }
+    fn wake(&mut self, me: &Value, need: &Need, thr: f64) -> Option<Value> {
+        self.n += 1;
+        self.inner.wake(me, need, thr)
+    }
+    fn publish(&mut self, me: &Value, state: &Published<'_>) {
+        self.inner.publish(me, state);
+    }
+}
+
 /// The agent of one host.
 #[derive(Debug)]
 pub struct HostAgent {
@@ -397,6 +465,9 @@ pub struct HostAgent {
     busy: bool,
     /// The peer's role name after the last step.
     role: String,
+    /// The last measurement, when the tick it started was quiet (see [`HostAgent::tick`]) and
+    /// nothing reached the agent since: a tick with the same measurement would do the same.
+    quiet: Option<HostLoad>,
 }
 
 impl HostAgent {
@@ -425,6 +496,7 @@ impl HostAgent {
             busy_since: None,
             busy: false,
             role: String::new(),
+            quiet: None,
         })
     }
 
@@ -501,6 +573,7 @@ impl HostAgent {
     /// # Errors
     /// The new model's initial role cannot start; the running model stays.
     pub fn set_program(&mut self, program: Arc<Program>) -> Result<(), CoreError> {
+        self.quiet = None;
         let peer = Peer::new(
             Arc::clone(&program),
             initial_role(&program),
@@ -517,6 +590,7 @@ impl HostAgent {
 
     /// Replaces the stability model (a new file or bundle); `None`: no consult.
     pub fn set_stability(&mut self, model: Option<Arc<ModelFile>>) {
+        self.quiet = None;
         self.cfg.stability = model;
     }
 
@@ -527,7 +601,29 @@ impl HostAgent {
 
     /// A measurement: the plan for the interval starts from `load`, and the interaction model
     /// starts afresh in its initial role (a peer with stale messages drops them).
+    ///
+    /// A host with no VMs whose last tick was *quiet* (no output, no question to the view but
+    /// the published state, no counter moved, no model consult, not waiting mid-exchange, no
+    /// commit or reservation) and that nothing has reached since, measured the same again, is
+    /// in the state that tick left it in: running the model again would ask nothing, say
+    /// nothing and end there, so the tick only records the measurement and publishes the state.
+    /// (Most of a consolidated fleet is switched-off hosts like this.)
     pub fn tick(&mut self, now: Time, mut load: HostLoad, view: &mut dyn View) -> Vec<Output> {
+        if let Some(q) = &self.quiet {
+            if self.cfg.repeat_quiet_ticks && same_but_step(q, &load) {
+                self.st.stats.quiet_ticks += 1;
+                if let Some(u) = load.step_util {
+                    if self.st.hist.len() >= HIST_MAX {
+                        self.st.hist.pop_front();
+                    }
+                    self.st.hist.push_back(u);
+                }
+                self.st.load.step_util = load.step_util;
+                self.publish(view);
+                return Vec::new();
+            }
+        }
+        self.quiet = None;
         if let Some(keep) = self.cfg.hide_moved {
             self.moved_out.retain(|vm, t| {
                 now.saturating_duration_since(*t) < keep
@@ -605,12 +701,54 @@ impl HostAgent {
         self.busy_since = None;
         self.busy = false;
         let mut out = Vec::new();
-        self.step(now, view, &mut out);
+        let before = (self.counters(), self.st.hist_reads);
+        let mut asked = Asked { inner: view, n: 0 };
+        self.step(now, &mut asked, &mut out);
+        let quiet = out.is_empty()
+            && asked.n == 0
+            && before == (self.counters(), self.st.hist_reads)
+            && self.is_settled();
+        if quiet && self.st.load.vms.is_empty() {
+            self.quiet = Some(self.st.load.clone());
+        }
         out
+    }
+
+    /// The counters a model's run can move (each only grows).
+    fn counters(&self) -> u64 {
+        let s = &self.st.stats;
+        s.lcc_received
+            + s.lcc_refused
+            + s.started
+            + s.agreed
+            + s.refused
+            + s.timed_out
+            + s.model_errors
+            + s.model_vetoes
+            + s.woken
+            + s.unsolicited
+            + s.lcc_sent.values().sum::<u64>()
+    }
+
+    /// Nothing under way: not waiting mid-exchange, no message waiting, no commit, reservation
+    /// or deadline, no VM hidden as moved, nothing promised or agreed in the plan.
+    fn is_settled(&self) -> bool {
+        !self.busy
+            && self.peer.inbox().is_empty()
+            && self.neg.is_idle()
+            && self.neg.reservations() == 0
+            && self.neg.next_deadline().is_none()
+            && self.moved_out.is_empty()
+            && self.st.commits.is_empty()
+            && self.st.promises.is_empty()
+            && self.st.moved.is_empty()
+            && !self.st.draining
+            && !self.st.incoming
     }
 
     /// Runs the interaction model as far as it can go (after the driver opened discovery, say).
     pub fn resume(&mut self, now: Time, view: &mut dyn View) -> Vec<Output> {
+        self.quiet = None;
         let mut out = Vec::new();
         self.step(now, view, &mut out);
         out
@@ -618,6 +756,7 @@ impl HostAgent {
 
     /// A message of the interaction model from a peer.
     pub fn on_lcc(&mut self, now: Time, env: Envelope, view: &mut dyn View) -> Vec<Output> {
+        self.quiet = None;
         let mut out = Vec::new();
         if env.to.id != self.me {
             self.st.stats.lcc_refused += 1;
@@ -633,6 +772,7 @@ impl HostAgent {
 
     /// A commit-layer message from `from`.
     pub fn on_neg(&mut self, now: Time, from: &str, msg: Msg, view: &mut dyn View) -> Vec<Output> {
+        self.quiet = None;
         let local = match &msg {
             Msg::Offer { vm, demand, .. } => self.offer_local(vm, *demand),
             _ => Local {
@@ -688,6 +828,7 @@ impl HostAgent {
         result: Result<(), String>,
         view: &mut dyn View,
     ) -> Vec<Output> {
+        self.quiet = None;
         let acts = self.neg.on_executed(now, neg, result);
         let mut out = Vec::new();
         self.apply(now, acts, view, &mut out);
@@ -706,6 +847,7 @@ impl HostAgent {
     /// Deadlines: commit resends and timeouts; a peer waiting mid-exchange past
     /// [`CoreConfig::lcc_wait`] times out.
     pub fn on_timer(&mut self, now: Time, view: &mut dyn View) -> Vec<Output> {
+        self.quiet = None;
         let acts = self.neg.on_tick(now);
         let mut out = Vec::new();
         self.apply(now, acts, view, &mut out);
@@ -721,6 +863,7 @@ impl HostAgent {
     /// The peer's wait has run out: it returns to its initial role, and what it was negotiating
     /// is given up for the interval.
     pub fn timeout(&mut self, now: Time, view: &mut dyn View) -> Vec<Output> {
+        self.quiet = None;
         let mut out = Vec::new();
         _ = self.peer.timeout();
         self.busy_since = None;
@@ -741,6 +884,7 @@ impl HostAgent {
 
     /// Gives up every commit not yet under way (graceful stop); returns the aborts to send.
     pub fn abort_uncommitted(&mut self, now: Time, view: &mut dyn View) -> Vec<Output> {
+        self.quiet = None;
         self.st.commits.clear();
         let acts = self.neg.abort_uncommitted(now);
         let mut out = Vec::new();

@@ -152,6 +152,7 @@ impl Cx<'_> {
         };
         let cap = self.st.load.capacity;
         let n = m.window_samples(self.cfg.step_s);
+        self.st.hist_reads += 1;
         let own = &self.st.hist;
         if cap <= 0.0 || own.len() < n {
             return false;

@@ -413,3 +413,125 @@ fn integer_ids_are_written_as_display_writes_them() {
     }
     assert_eq!(id_str(&Value::atom("h1")), "h1");
 }
+
+#[test]
+fn an_empty_host_repeats_its_quiet_tick_until_something_reaches_it() {
+    let mut ags = agents(POWER_SAVING, 2);
+    let mut view = TestView::default();
+    let now = Time::from_secs_f64(1.0);
+    for _ in 0..3 {
+        assert!(ags[1].tick(now, load(&[]), &mut view).is_empty());
+    }
+    assert_eq!(
+        ags[1].stats().quiet_ticks,
+        2,
+        "the second and third ticks repeat the first"
+    );
+    assert_eq!(ags[1].role_name(), "underloaded");
+    // An overloaded host offers it a VM: the empty host answers, so its next tick runs the
+    // model again (and takes the VM into its plan), and only the one after can be quiet.
+    let q: Vec<(usize, Output)> = ags[0]
+        .tick(now, load(&[(1, 500.0), (2, 450.0)]), &mut view)
+        .into_iter()
+        .map(|o| (0, o))
+        .collect();
+    let (executed, _) = pump(&mut ags, &mut view, q);
+    assert_eq!(executed, vec![("1".to_string(), "1".to_string())]);
+    ags[1].tick(now, load(&[(1, 500.0)]), &mut view);
+    assert_eq!(ags[1].stats().quiet_ticks, 2);
+    ags[1].tick(now, load(&[]), &mut view);
+    ags[1].tick(now, load(&[]), &mut view);
+    assert_eq!(ags[1].stats().quiet_ticks, 3);
+}
+
+#[test]
+fn repeating_quiet_ticks_changes_nothing_for_any_shipped_model() {
+    let models = [
+        ("seed", include_str!("../../protocols/seed.lcc")),
+        ("power-saving", POWER_SAVING),
+        ("agility", include_str!("../../protocols/agility.lcc")),
+        ("auction", include_str!("../../protocols/auction.lcc")),
+        ("peer-group", include_str!("../../protocols/peer-group.lcc")),
+    ];
+    // Rounds of loads for four hosts: busy, overloaded or light hosts beside empty ones, an
+    // empty host that later gets a VM, and the same loads repeated.
+    let rounds: Vec<[Vec<(i64, f64)>; 4]> = vec![
+        [
+            vec![(1, 500.0), (2, 450.0)],
+            vec![(3, 300.0)],
+            vec![],
+            vec![],
+        ],
+        [
+            vec![(1, 500.0), (2, 450.0)],
+            vec![(3, 300.0)],
+            vec![],
+            vec![],
+        ],
+        [
+            vec![(2, 450.0)],
+            vec![(1, 500.0), (3, 300.0)],
+            vec![],
+            vec![],
+        ],
+        [
+            vec![(2, 100.0)],
+            vec![(1, 500.0), (3, 300.0)],
+            vec![(4, 50.0)],
+            vec![],
+        ],
+        [
+            vec![],
+            vec![(1, 500.0), (3, 300.0), (2, 100.0)],
+            vec![(4, 50.0)],
+            vec![],
+        ],
+        [
+            vec![],
+            vec![(1, 900.0), (3, 300.0), (2, 100.0)],
+            vec![],
+            vec![],
+        ],
+        [
+            vec![],
+            vec![(1, 900.0), (3, 300.0), (2, 100.0)],
+            vec![],
+            vec![],
+        ],
+    ];
+    for (name, src) in models {
+        let run = |repeat: bool| {
+            let p = compile_model("test.lcc", src).expect("model compiles");
+            let cfg = CoreConfig {
+                repeat_quiet_ticks: repeat,
+                ..CoreConfig::default()
+            };
+            let mut ags: Vec<HostAgent> = (0..4)
+                .map(|i| HostAgent::new(Value::Int(i), Arc::clone(&p), cfg.clone(), 0).unwrap())
+                .collect();
+            let mut view = TestView::default();
+            let mut trace = Vec::new();
+            for r in &rounds {
+                let loads = r.iter().map(|vms| load(vms)).collect();
+                let q = tick_all(&mut ags, &mut view, loads);
+                trace.push(format!("{q:?}"));
+                let (executed, names) = pump(&mut ags, &mut view, q);
+                let mut published: Vec<_> = view.published.iter().collect();
+                published.sort_by_key(|(id, _)| **id);
+                trace.push(format!("{executed:?} {names:?} {published:?}"));
+            }
+            let mut stats: Vec<CoreStats> = ags.iter().map(|a| a.stats().clone()).collect();
+            let quiet: u64 = stats.iter().map(|s| s.quiet_ticks).sum();
+            for s in &mut stats {
+                s.quiet_ticks = 0;
+            }
+            (trace, stats, quiet)
+        };
+        let (with, stats_with, quiet) = run(true);
+        let (without, stats_without, none) = run(false);
+        assert_eq!(none, 0);
+        assert!(quiet > 0, "{name}: no tick was repeated");
+        assert_eq!(with, without, "{name}");
+        assert_eq!(stats_with, stats_without, "{name}");
+    }
+}
