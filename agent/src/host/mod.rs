@@ -47,7 +47,7 @@ use keel_core::model::ModelFile;
 /// Measurements of its own utilisation a host keeps for the stability model (3 h at 5 min).
 const HIST_MAX: usize = 36;
 
-pub use self::predicates::PREDICATES;
+pub use self::predicates::{calm_score, PREDICATES};
 pub use self::view::{Need, Published, Recording, Resolved, Scripted, View, ViewCall};
 
 /// How a host prices taking a VM (auction bids) and how discovery orders candidates.
@@ -98,6 +98,26 @@ pub struct CoreConfig {
     /// Minimum stay: a VM that arrived less than this many seconds ago is not offered again while
     /// another VM can go, and a host holding one does not empty itself (0: off).
     pub min_stay_s: f64,
+    /// How a host shedding or emptying itself chooses the VM to offer.
+    pub vm_choice: VmChoice,
+}
+
+/// How a host chooses the VM to offer (`overloaded/3`, `draining/3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum VmChoice {
+    /// By size: least RAM first when overloaded (the shortest migration), largest CPU first when
+    /// draining.
+    #[default]
+    Size,
+    /// By what is least likely to need moving again. Overloaded: a VM whose demand alone brings
+    /// the host back under the threshold first (one move relieves it); among those, the one
+    /// whose CPU history ([`VmLoad::hist`]) is calmest and most correlated with the rest of the
+    /// host's load (see [`calm_score`]), equal scores the smallest; when none does, the
+    /// largest. Without histories this is the seed model's rule (the smallest VM that removes
+    /// the excess, else the largest). Draining: as [`VmChoice::Size`] (largest CPU first; calm
+    /// first measured no better).
+    Calm,
 }
 
 impl Default for CoreConfig {
@@ -121,6 +141,7 @@ impl Default for CoreConfig {
             stability: None,
             step_s: 300.0,
             min_stay_s: 0.0,
+            vm_choice: VmChoice::Size,
         }
     }
 }
@@ -518,6 +539,11 @@ impl HostAgent {
     /// Replaces the stability model (a new file or bundle); `None`: no consult.
     pub fn set_stability(&mut self, model: Option<Arc<ModelFile>>) {
         self.cfg.stability = model;
+    }
+
+    /// Replaces the minimum stay ([`CoreConfig::min_stay_s`]), seconds; 0: off.
+    pub fn set_min_stay_s(&mut self, s: f64) {
+        self.cfg.min_stay_s = s;
     }
 
     /// Counts a model refused by the driver (compile error or unknown predicate).

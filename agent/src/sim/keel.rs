@@ -35,7 +35,7 @@ use super::heuristics::{pabfd, Detector};
 use super::metrics::Negotiation;
 use crate::host::{
     self, CoreConfig, HostAgent, HostLoad, Need, Output, Published, Rank, Recording, Resolved,
-    View, ViewCall, VmLoad,
+    View, ViewCall, VmChoice, VmLoad,
 };
 use crate::time::Time;
 
@@ -115,6 +115,8 @@ pub struct Transport {
     /// Minimum stay of a VM on a host, seconds (`None`: an hour with a stability model, none
     /// without).
     pub min_stay_s: Option<f64>,
+    /// How a host chooses the VM to offer.
+    pub vm_choice: VmChoice,
 }
 
 impl Default for Transport {
@@ -126,6 +128,7 @@ impl Default for Transport {
             max_tries: 3,
             bidders: 3,
             min_stay_s: None,
+            vm_choice: VmChoice::Size,
         }
     }
 }
@@ -137,6 +140,7 @@ pub fn core_config(variant: Variant, t: &Transport) -> CoreConfig {
         bidders: t.bidders,
         rank: variant.rank(),
         accept_below: 0.9,
+        vm_choice: t.vm_choice,
         ..CoreConfig::default()
     }
 }
