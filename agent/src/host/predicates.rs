@@ -14,7 +14,7 @@
 //! | `wake(Thr, Need, W)` | CPU above `Thr`: powers on a switched-off host `W` that fits |
 //! | `neighbour(H, N)` | `N`: the next member of `H`'s local group |
 //! | `forward(Hops, Next, N)` | `Hops > 0`: `Next = Hops − 1`, `N` the next member |
-//! | `overloaded(Need)` | the seed model: utilisation above `high`; the VM to shed |
+//! | `overloaded(Need)` | the seed model: utilisation above `high`; the VM to shed (the smallest that removes the excess, else the largest; settled VMs first) |
 //! | `underloaded(Limit)` | the seed model: utilisation below `low`; `Limit` = `accept_below` |
 //! | `migration(From, To)` | the seed model: moves the VM `overloaded/1` picked |
 //! | `waitForMigration` | the seed model: true (the commit layer waits) |
@@ -482,17 +482,22 @@ impl Knowledge for Preds<'_, '_> {
                     return Ok(None);
                 }
                 let excess = cx.st.cpu - cx.cfg.high * cx.st.load.capacity;
-                // The smallest VM that removes the excess, else the largest.
+                // The smallest VM that removes the excess, else the largest; one still settling
+                // (minimum stay) only when no other can go.
                 let st = &cx.st;
+                let movable = |i: usize| {
+                    st.here[i]
+                        && !st.load.vms[i].migrating
+                        && st.load.vms[i].cpu > 0.0
+                        && !st.moved.contains(&st.keys[i])
+                        && !st.exhausted.contains(&st.keys[i])
+                };
                 let mut idx: Vec<usize> = (0..st.load.vms.len())
-                    .filter(|&i| {
-                        st.here[i]
-                            && !st.load.vms[i].migrating
-                            && st.load.vms[i].cpu > 0.0
-                            && !st.moved.contains(&st.keys[i])
-                            && !st.exhausted.contains(&st.keys[i])
-                    })
+                    .filter(|&i| movable(i) && !cx.settling(i))
                     .collect();
+                if idx.is_empty() {
+                    idx = (0..st.load.vms.len()).filter(|&i| movable(i)).collect();
+                }
                 idx.sort_by(|&a, &b| {
                     st.load.vms[a]
                         .cpu

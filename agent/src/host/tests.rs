@@ -320,6 +320,37 @@ fn the_seed_model_moves_a_vm() {
 }
 
 #[test]
+fn the_seed_model_keeps_a_vm_that_just_arrived_while_another_can_go() {
+    let p = compile_model("seed.lcc", include_str!("../../protocols/seed.lcc")).unwrap();
+    let cfg = CoreConfig {
+        min_stay_s: 3600.0,
+        ..CoreConfig::default()
+    };
+    let mut ags: Vec<HostAgent> = (0..2)
+        .map(|i| HostAgent::new(Value::Int(i), Arc::clone(&p), cfg.clone(), 0).unwrap())
+        .collect();
+    let mut view = TestView::default();
+    let mut q = Vec::new();
+    q.extend(
+        ags[1]
+            .tick(Time::ZERO, load(&[(9, 100.0)]), &mut view)
+            .into_iter()
+            .map(|o| (1, o)),
+    );
+    // VM 2, the seed's pick, arrived 10 minutes ago: VM 1 goes instead.
+    let mut l = load(&[(1, 500.0), (2, 450.0)]);
+    l.vms[1].stay_s = 600.0;
+    q.extend(
+        ags[0]
+            .tick(Time::ZERO, l, &mut view)
+            .into_iter()
+            .map(|o| (0, o)),
+    );
+    let (executed, _) = pump(&mut ags, &mut view, q);
+    assert_eq!(executed, vec![("1".to_string(), "1".to_string())]);
+}
+
+#[test]
 fn a_new_model_replaces_the_running_one() {
     let mut ags = agents(POWER_SAVING, 1);
     let p = compile_model("seed", include_str!("../../protocols/seed.lcc")).unwrap();
