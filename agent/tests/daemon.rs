@@ -948,3 +948,59 @@ async fn a_bundle_switches_the_interaction_model_and_a_bad_one_is_refused_with_i
         h.shutdown().await;
     }
 }
+
+/// a (capacity 2000) holds r-1; c, overloaded, moves m-1 to a. Then b (empty, 2000) joins and
+/// r-1 rises until a is overloaded: a must shed m-1 (first by order, just arrived) or r-1 (there
+/// since the start). Returns the VM a moved to b.
+async fn shed_after_an_arrival(min_stay_s: Option<f64>) -> String {
+    let fleet = SimFleet::new(&[("m-1", "c", 950.0), ("r-1", "a", 700.0)]);
+    let ps = |id: &str, cap: f64, seeds| {
+        let mut c = cfg(id, seeds);
+        c.capacity = cap;
+        // The model's receiving threshold (discovery counts room up to it).
+        c.accept_below = 0.9;
+        c.interaction_model = Some(include_str!("../protocols/power-saving.lcc").to_string());
+        c.min_stay_s = min_stay_s;
+        c
+    };
+    let a = start(&fleet, ps("a", 2000.0, vec![]), Arc::new(NoModel)).await;
+    let mut ev = a.events();
+    let c = start(&fleet, ps("c", 1000.0, vec![a.addr]), Arc::new(NoModel)).await;
+    let arrived = wait_event(&mut ev, Duration::from_secs(10), |e| {
+        matches!(e, NodeEvent::Finished(r) if r.side == Side::Target && r.outcome == Outcome::Migrated)
+    })
+    .await
+    .expect("m-1 reaches a within 10 s");
+    assert!(
+        matches!(&arrived, NodeEvent::Finished(r) if r.vm == "m-1"),
+        "{arrived:?}"
+    );
+    let b = start(&fleet, ps("b", 2000.0, vec![a.addr]), Arc::new(NoModel)).await;
+    assert!(
+        wait_status(&a, Duration::from_secs(5), |s| s.peers.len() == 2).await,
+        "a never saw b"
+    );
+    // a at 1950 / 2000: overloaded. Only b can take either VM (c would be above 0.9).
+    fleet.set_demand("r-1", 1000.0);
+    let e = wait_event(&mut ev, Duration::from_secs(10), migrated_source)
+        .await
+        .expect("a sheds a VM within 10 s");
+    let NodeEvent::Finished(r) = e else {
+        unreachable!()
+    };
+    assert_eq!(r.peer, "b");
+    for h in [a, b, c] {
+        h.shutdown().await;
+    }
+    assert_eq!(fleet.conflicts(), 0);
+    r.vm
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_that_just_arrived_is_not_offered_again_while_another_can_go() {
+    // The daemon records m-1's arrival (the target side of its commit): within its minimum stay
+    // it stays, and r-1 goes.
+    assert_eq!(shed_after_an_arrival(Some(3600.0)).await, "r-1");
+    // Without a minimum stay (the default without a model), the first VM goes: m-1, back out.
+    assert_eq!(shed_after_an_arrival(None).await, "m-1");
+}

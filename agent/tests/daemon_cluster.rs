@@ -60,6 +60,7 @@ fn args(path: &Path) -> ClusterArgs {
         placement: None,
         eval_ms: None,
         warmup_ms: 2000,
+        min_stay_s: None,
         json: true,
     }
 }

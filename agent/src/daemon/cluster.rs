@@ -96,6 +96,10 @@ pub struct ClusterArgs {
     /// With `--placement`: real ms the fleet runs before the trace starts.
     #[arg(long, default_value_t = 2000)]
     pub warmup_ms: u64,
+    /// Minimum stay of a VM that migrated to a host, trace seconds: it is not offered again
+    /// before, while another VM can go (default: 3600 with `--model`, 0 without, as in replay).
+    #[arg(long)]
+    pub min_stay_s: Option<f64>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -475,6 +479,11 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         }
         None => (None, "protocols/seed.lcc".to_string()),
     };
+    if let Some(m) = args.min_stay_s {
+        if !(m.is_finite() && m >= 0.0) {
+            bail!("--min-stay-s: must be a number of seconds, 0 or more, got {m}");
+        }
+    }
     let rank = crate::daemon::rank_for(args.interaction_model.as_deref());
     let replay_order = crate::daemon::replay_order_for(args.interaction_model.as_deref());
     let ranker: Arc<dyn Ranker> = match &args.model {
@@ -525,6 +534,9 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         c.interaction_model_name.clone_from(&model_name);
         c.rank = rank;
         c.replay_order = replay_order;
+        // Stays are counted in trace time, as the replay counts them.
+        c.min_stay_s = args.min_stay_s;
+        c.time_scale = args.speedup;
         if let Some((pl, _)) = &fit {
             c.high = pl.high;
             c.low = pl.low;

@@ -146,6 +146,9 @@ pub struct FileConfig {
     pub eval_interval_ms: Option<u64>,
     /// Gossip period, ms.
     pub gossip_interval_ms: Option<u64>,
+    /// Minimum stay of a VM that migrated here, seconds (default: an hour while a stability
+    /// model is loaded, none otherwise).
+    pub min_stay_s: Option<f64>,
     /// The executor.
     #[serde(default)]
     pub executor: ExecutorFile,
@@ -208,6 +211,10 @@ pub struct RunArgs {
     /// Executor.
     #[arg(long, env = "KEEL_EXECUTOR", value_enum)]
     pub executor: Option<ExecutorKind>,
+    /// Minimum stay of a VM that migrated here, seconds: it is not offered again before, while
+    /// another VM can go (default: 3600 while a stability model is loaded, 0 otherwise).
+    #[arg(long, env = "KEEL_MIN_STAY_S")]
+    pub min_stay_s: Option<f64>,
 }
 
 /// Checked settings of `keel-agent run`.
@@ -261,6 +268,8 @@ pub struct Settings {
     pub eval_interval: Duration,
     /// Gossip period.
     pub gossip_interval: Duration,
+    /// Minimum stay, seconds (`None`: an hour while a stability model is loaded, none otherwise).
+    pub min_stay_s: Option<f64>,
 }
 
 /// Default peer port.
@@ -354,6 +363,12 @@ impl Settings {
         if collector_dir.is_some() && file.load_libvirt_uri.is_some() {
             bail!("load_libvirt_uri: set either it or collector_dir, not both");
         }
+        let min_stay_s = cli.min_stay_s.or(file.min_stay_s);
+        if let Some(m) = min_stay_s {
+            if !(m.is_finite() && m >= 0.0) {
+                bail!("min_stay_s: must be a number of seconds, 0 or more, got {m}");
+            }
+        }
         let seeds = cli.seeds.unwrap_or(file.seeds);
         let membership = if file.directory_server {
             Mode::Directory
@@ -403,6 +418,7 @@ impl Settings {
             timeouts,
             eval_interval: Duration::from_millis(file.eval_interval_ms.unwrap_or(5_000)),
             gossip_interval: Duration::from_millis(file.gossip_interval_ms.unwrap_or(1_000)),
+            min_stay_s,
         })
     }
 }
@@ -454,8 +470,23 @@ mod tests {
             id: Some("b".into()),
             ..RunArgs::default()
         };
-        let s = Settings::resolve(cli, f).unwrap();
+        let s = Settings::resolve(cli, f.clone()).unwrap();
         assert_eq!(s.id, "b");
+        // The minimum stay: unset (it follows the model), from the file, or from the flag.
+        assert_eq!(s.min_stay_s, None);
+        let mut f2 = f.clone();
+        f2.min_stay_s = Some(600.0);
+        let cli = RunArgs {
+            min_stay_s: Some(60.0),
+            ..RunArgs::default()
+        };
+        assert_eq!(
+            Settings::resolve(RunArgs::default(), f2.clone())
+                .unwrap()
+                .min_stay_s,
+            Some(600.0)
+        );
+        assert_eq!(Settings::resolve(cli, f2).unwrap().min_stay_s, Some(60.0));
         assert_eq!(s.listen, "127.0.0.1:1".parse().unwrap());
         let e = toml::from_str::<FileConfig>("colour = 1").unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
@@ -479,6 +510,7 @@ mod tests {
             "not both",
         );
         check("status_addr = \"0.0.0.0:1\"\n", "loopback");
+        check("min_stay_s = -1.0\n", "min_stay_s");
         check(
             "membership = \"directory\"\n",
             "seeds must list the directories",

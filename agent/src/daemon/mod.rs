@@ -223,6 +223,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     nc.replay_order = replay_order_for(s.interaction_model.as_deref());
     nc.interaction_model = Some(interaction_model);
     nc.interaction_model_name = model_name;
+    nc.min_stay_s = s.min_stay_s;
     let rt = runtime()?;
     rt.block_on(async move {
         let handle = node::spawn(nc, load, exec, Arc::clone(&ranker) as Arc<dyn Ranker>)

@@ -47,7 +47,7 @@ use keel_core::model::ModelFile;
 /// Measurements of its own utilisation a host keeps for the stability model (3 h at 5 min).
 const HIST_MAX: usize = 36;
 
-pub use self::predicates::PREDICATES;
+pub use self::predicates::{calm_score, PREDICATES};
 pub use self::view::{Need, Published, Recording, Resolved, Scripted, View, ViewCall};
 
 /// How a host prices taking a VM (auction bids) and how discovery orders candidates.
@@ -101,6 +101,28 @@ pub struct CoreConfig {
     /// Repeat a quiet tick instead of running the model again (see [`HostAgent::tick`]); the
     /// outcome is the same either way.
     pub repeat_quiet_ticks: bool,
+    /// How a host shedding or emptying itself chooses the VM to offer. The drivers use
+    /// [`VmChoice::Calm`] while a stability model is loaded (the choice reads the histories the
+    /// model is given) and [`VmChoice::Size`] otherwise, unless configured.
+    pub vm_choice: VmChoice,
+}
+
+/// How a host chooses the VM to offer (`overloaded/3`, `draining/3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum VmChoice {
+    /// By size: least RAM first when overloaded (the shortest migration), largest CPU first when
+    /// draining.
+    #[default]
+    Size,
+    /// By what is least likely to need moving again. Overloaded: a VM whose demand alone brings
+    /// the host back under the threshold first (one move relieves it); among those, the one
+    /// whose CPU history ([`VmLoad::hist`]) is calmest and most correlated with the rest of the
+    /// host's load (see [`calm_score`]), equal scores the smallest; when none does, the
+    /// largest. Without histories this is the seed model's rule (the smallest VM that removes
+    /// the excess, else the largest). Draining: as [`VmChoice::Size`] (largest CPU first; calm
+    /// first measured no better).
+    Calm,
 }
 
 impl Default for CoreConfig {
@@ -125,6 +147,7 @@ impl Default for CoreConfig {
             step_s: 300.0,
             min_stay_s: 0.0,
             repeat_quiet_ticks: true,
+            vm_choice: VmChoice::Size,
         }
     }
 }
@@ -592,6 +615,18 @@ impl HostAgent {
     pub fn set_stability(&mut self, model: Option<Arc<ModelFile>>) {
         self.quiet = None;
         self.cfg.stability = model;
+    }
+
+    /// Replaces the minimum stay ([`CoreConfig::min_stay_s`]), seconds; 0: off.
+    pub fn set_min_stay_s(&mut self, s: f64) {
+        self.quiet = None;
+        self.cfg.min_stay_s = s;
+    }
+
+    /// Replaces how the host chooses the VM to offer ([`CoreConfig::vm_choice`]).
+    pub fn set_vm_choice(&mut self, c: VmChoice) {
+        self.quiet = None;
+        self.cfg.vm_choice = c;
     }
 
     /// Counts a model refused by the driver (compile error or unknown predicate).

@@ -14,18 +14,19 @@
 //! | `wake(Thr, Need, W)` | CPU above `Thr`: powers on a switched-off host `W` that fits |
 //! | `neighbour(H, N)` | `N`: the next member of `H`'s local group |
 //! | `forward(Hops, Next, N)` | `Hops > 0`: `Next = Hops − 1`, `N` the next member |
-//! | `overloaded(Need)` | the seed model: utilisation above `high`; the VM to shed |
+//! | `overloaded(Need)` | the seed model: utilisation above `high`; the VM to shed (the smallest that removes the excess, else the largest; settled VMs first) |
 //! | `underloaded(Limit)` | the seed model: utilisation below `low`; `Limit` = `accept_below` |
 //! | `migration(From, To)` | the seed model: moves the VM `overloaded/1` picked |
 //! | `waitForMigration` | the seed model: true (the commit layer waits) |
 //! | `utilisation(U)` | this host's planned CPU utilisation |
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 
 use keel_lcc::{Directory, Knowledge, KnowledgeError, Program, Value};
 
 use super::view::{Need, Resolved, View};
-use super::{id_str, CoreConfig, Rank, State};
+use super::{id_str, CoreConfig, Rank, State, VmChoice};
 
 /// Every predicate the agent registers, as `(name, arity)`.
 pub const PREDICATES: &[(&str, usize)] = &[
@@ -178,15 +179,16 @@ impl Cx<'_> {
         self.st.load.vms[i].stay_s < self.cfg.min_stay_s
     }
 
-    /// A VM to move: least RAM first (shortest migration), or largest CPU first when draining;
-    /// not one moved, given up or already migrating; one still settling (minimum stay) only when
-    /// no other can go.
-    fn pick_vm(&self, largest_first: bool) -> Option<usize> {
-        self.pick_vm_among(largest_first, true)
-            .or_else(|| self.pick_vm_among(largest_first, false))
+    /// A VM to move: by [`CoreConfig::vm_choice`] (by default least RAM first, the shortest
+    /// migration, or largest CPU first when draining); not one moved, given up or already
+    /// migrating; one still settling (minimum stay) only when no other can go. `excess`: the CPU
+    /// above the overloaded host's threshold (0 when draining).
+    fn pick_vm(&self, largest_first: bool, excess: f64) -> Option<usize> {
+        self.pick_vm_among(largest_first, true, excess)
+            .or_else(|| self.pick_vm_among(largest_first, false, excess))
     }
 
-    fn pick_vm_among(&self, largest_first: bool, settled_only: bool) -> Option<usize> {
+    fn pick_vm_among(&self, largest_first: bool, settled_only: bool, excess: f64) -> Option<usize> {
         let st = &self.st;
         let cand = (0..st.load.vms.len()).filter(|&i| {
             st.here[i]
@@ -197,15 +199,38 @@ impl Cx<'_> {
         });
         let vms = &st.load.vms;
         if largest_first {
-            cand.fold(None::<usize>, |b, i| match b {
+            return cand.fold(None::<usize>, |b, i| match b {
                 Some(x) if vms[x].cpu >= vms[i].cpu => Some(x),
                 _ => Some(i),
-            })
-        } else {
-            cand.fold(None::<usize>, |b, i| match b {
+            });
+        }
+        match self.cfg.vm_choice {
+            VmChoice::Size => cand.fold(None::<usize>, |b, i| match b {
                 Some(x) if vms[x].ram <= vms[i].ram => Some(x),
                 _ => Some(i),
-            })
+            }),
+            VmChoice::Calm => {
+                let cap = st.load.capacity;
+                let host = (cap > 0.0).then_some((&st.hist, cap));
+                // Lowest key first; ties keep the earlier VM. The score is read only for VMs
+                // that remove the excess.
+                let key = |i: usize| {
+                    let v = &vms[i];
+                    if v.cpu >= excess {
+                        (false, calm_score(&v.hist, host), v.cpu)
+                    } else {
+                        (true, 0.0, -v.cpu)
+                    }
+                };
+                cand.fold(None::<(usize, (bool, f64, f64))>, |b, i| {
+                    let k = key(i);
+                    match b {
+                        Some((x, kx)) if kx <= k => Some((x, kx)),
+                        _ => Some((i, k)),
+                    }
+                })
+                .map(|(i, _)| i)
+            }
         }
     }
 
@@ -279,7 +304,8 @@ impl Knowledge for Preds<'_, '_> {
                 if !cx.cfg.gives_vms || (cx.st.util() <= thr && cx.st.mem_util() <= thr.max(0.9)) {
                     return Ok(None);
                 }
-                let Some(i) = cx.pick_vm(false) else {
+                let excess = cx.st.cpu - thr * cx.st.load.capacity;
+                let Some(i) = cx.pick_vm(false, excess) else {
                     return Ok(None);
                 };
                 cx.st.stats.started += 1;
@@ -301,7 +327,7 @@ impl Knowledge for Preds<'_, '_> {
                 if (0..cx.st.load.vms.len()).any(|i| cx.st.here[i] && cx.settling(i)) {
                     return Ok(None);
                 }
-                let Some(i) = cx.pick_vm(true) else {
+                let Some(i) = cx.pick_vm(true, 0.0) else {
                     return Ok(None);
                 };
                 // A drain that already failed once leaves the host as it is this interval.
@@ -457,17 +483,22 @@ impl Knowledge for Preds<'_, '_> {
                     return Ok(None);
                 }
                 let excess = cx.st.cpu - cx.cfg.high * cx.st.load.capacity;
-                // The smallest VM that removes the excess, else the largest.
+                // The smallest VM that removes the excess, else the largest; one still settling
+                // (minimum stay) only when no other can go.
                 let st = &cx.st;
+                let movable = |i: usize| {
+                    st.here[i]
+                        && !st.load.vms[i].migrating
+                        && st.load.vms[i].cpu > 0.0
+                        && !st.moved.contains(&st.keys[i])
+                        && !st.exhausted.contains(&st.keys[i])
+                };
                 let mut idx: Vec<usize> = (0..st.load.vms.len())
-                    .filter(|&i| {
-                        st.here[i]
-                            && !st.load.vms[i].migrating
-                            && st.load.vms[i].cpu > 0.0
-                            && !st.moved.contains(&st.keys[i])
-                            && !st.exhausted.contains(&st.keys[i])
-                    })
+                    .filter(|&i| movable(i) && !cx.settling(i))
                     .collect();
+                if idx.is_empty() {
+                    idx = (0..st.load.vms.len()).filter(|&i| movable(i)).collect();
+                }
                 idx.sort_by(|&a, &b| {
                     st.load.vms[a]
                         .cpu
@@ -510,6 +541,54 @@ impl Knowledge for Preds<'_, '_> {
             _ => Err(KnowledgeError::Unknown),
         }
     }
+}
+
+/// Measurements a VM's history needs before [`calm_score`] reads it.
+const CALM_MIN_SAMPLES: usize = 3;
+
+/// How likely a VM with CPU history `h` (absolute units, oldest first, the newest now) is to
+/// need moving again, lower first: the coefficient of variation of its demand (a calm VM brings
+/// little variation to its target) minus, with `host` (this host's utilisation history, oldest
+/// first, and its capacity), the correlation of the VM's demand with the rest of the host's load
+/// over their common last measurements (moving a VM that rises with the host's peaks relieves
+/// the host for longer). 0 with fewer than 3 measurements. No allocation: it runs for the VMs of
+/// every shedding host at every measurement.
+pub fn calm_score(h: &[f64], host: Option<(&VecDeque<f64>, f64)>) -> f64 {
+    let n = match host {
+        Some((hh, _)) => h.len().min(hh.len()),
+        None => h.len(),
+    };
+    if n < CALM_MIN_SAMPLES {
+        return 0.0;
+    }
+    let h = &h[h.len() - n..];
+    #[allow(clippy::cast_precision_loss)]
+    let nf = n as f64;
+    let mean = h.iter().sum::<f64>() / nf;
+    let var = h.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / nf;
+    let cv = if mean > 0.0 { var.sqrt() / mean } else { 0.0 };
+    let Some((hh, cap)) = host else {
+        return cv;
+    };
+    // The rest of the host: its load minus this VM's, at the same measurements.
+    let rest = || {
+        hh.iter()
+            .skip(hh.len() - n)
+            .zip(h)
+            .map(|(u, x)| u * cap - x)
+    };
+    let rmean = rest().sum::<f64>() / nf;
+    let (mut cov, mut rvar) = (0.0, 0.0);
+    for (r, x) in rest().zip(h) {
+        cov += (x - mean) * (r - rmean);
+        rvar += (r - rmean) * (r - rmean);
+    }
+    let corr = if var > 0.0 && rvar > 0.0 {
+        cov / nf / (var.sqrt() * (rvar / nf).sqrt())
+    } else {
+        0.0
+    };
+    cv - corr
 }
 
 /// Orders ids: integers numerically, otherwise by their text.

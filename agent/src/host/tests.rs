@@ -320,6 +320,37 @@ fn the_seed_model_moves_a_vm() {
 }
 
 #[test]
+fn the_seed_model_keeps_a_vm_that_just_arrived_while_another_can_go() {
+    let p = compile_model("seed.lcc", include_str!("../../protocols/seed.lcc")).unwrap();
+    let cfg = CoreConfig {
+        min_stay_s: 3600.0,
+        ..CoreConfig::default()
+    };
+    let mut ags: Vec<HostAgent> = (0..2)
+        .map(|i| HostAgent::new(Value::Int(i), Arc::clone(&p), cfg.clone(), 0).unwrap())
+        .collect();
+    let mut view = TestView::default();
+    let mut q = Vec::new();
+    q.extend(
+        ags[1]
+            .tick(Time::ZERO, load(&[(9, 100.0)]), &mut view)
+            .into_iter()
+            .map(|o| (1, o)),
+    );
+    // VM 2, the seed's pick, arrived 10 minutes ago: VM 1 goes instead.
+    let mut l = load(&[(1, 500.0), (2, 450.0)]);
+    l.vms[1].stay_s = 600.0;
+    q.extend(
+        ags[0]
+            .tick(Time::ZERO, l, &mut view)
+            .into_iter()
+            .map(|o| (0, o)),
+    );
+    let (executed, _) = pump(&mut ags, &mut view, q);
+    assert_eq!(executed, vec![("1".to_string(), "1".to_string())]);
+}
+
+#[test]
 fn a_new_model_replaces_the_running_one() {
     let mut ags = agents(POWER_SAVING, 1);
     let p = compile_model("seed", include_str!("../../protocols/seed.lcc")).unwrap();
@@ -534,4 +565,124 @@ fn repeating_quiet_ticks_changes_nothing_for_any_shipped_model() {
         assert_eq!(with, without, "{name}");
         assert_eq!(stats_with, stats_without, "{name}");
     }
+}
+
+/// A VM of `cpu` with CPU history `hist` (the newest last) and RAM `ram`.
+fn vm(id: i64, cpu: f64, ram: f64, hist: Vec<f64>) -> VmLoad {
+    VmLoad {
+        id: Value::Int(id),
+        cpu,
+        mem: 0.0,
+        ram,
+        pe_cpu: cpu,
+        migrating: false,
+        stay_s: f64::INFINITY,
+        hist,
+    }
+}
+
+/// The VM a host sheds (above `thr`) with `vms` under `choice`, after measurements of its own
+/// utilisation `host_hist` (oldest first; the last with the overloaded measurement).
+fn shed(choice: VmChoice, thr: f64, vms: &[VmLoad], host_hist: &[f64]) -> String {
+    let src = format!(
+        "r(idle, initial)\n\
+         a(idle, H) :: null <- overloaded({thr}, Vm, Need) then null <- migrate(Vm, 1)"
+    );
+    let p = compile_model("shed.lcc", &src).expect("model compiles");
+    let cfg = CoreConfig {
+        vm_choice: choice,
+        ..CoreConfig::default()
+    };
+    let mut a = HostAgent::new(Value::Int(0), p, cfg, 0).unwrap();
+    let mut view = TestView::default();
+    let (last, before) = host_hist.split_last().expect("a measurement");
+    for (k, &u) in before.iter().enumerate() {
+        // Under the threshold: the history grows, nothing is offered.
+        let mut l = load(&[(99, 1.0)]);
+        l.step_util = Some(u);
+        assert!(a
+            .tick(Time::from_secs_f64(k as f64), l, &mut view)
+            .is_empty());
+    }
+    let l = HostLoad {
+        vms: vms.to_vec(),
+        step_util: Some(*last),
+        ..load(&[])
+    };
+    let out = a.tick(Time::from_secs_f64(1e3), l, &mut view);
+    let offered: Vec<String> = out
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Neg {
+                msg: Msg::Offer { vm, .. },
+                ..
+            } => Some(vm),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offered.len(), 1, "{offered:?}");
+    offered[0].clone()
+}
+
+#[test]
+fn an_overloaded_host_sheds_the_calm_vm_and_the_one_that_rises_with_its_peaks() {
+    // Equal size and RAM: VM 1 swings 100..500, VM 2 stays near 300 (a period of three, so
+    // that neither follows the other).
+    let swing: Vec<f64> = (0..12).map(|k| [100.0, 500.0][k % 2]).collect();
+    let calm: Vec<f64> = (0..12).map(|k| [300.0, 303.0, 297.0][k % 3]).collect();
+    let host: Vec<f64> = swing
+        .iter()
+        .zip(&calm)
+        .map(|(a, b)| (a + b) / 1000.0)
+        .collect();
+    let vms = [
+        vm(1, 300.0, 512.0, swing.clone()),
+        vm(2, 300.0, 512.0, calm.clone()),
+    ];
+    assert_eq!(shed(VmChoice::Calm, 0.5, &vms, &host), "2");
+    // By size the two are equal: the first goes.
+    assert_eq!(shed(VmChoice::Size, 0.5, &vms, &host), "1");
+
+    // Equal swings: VM 1 against the host's peaks, VM 2 with them (VM 3, migrating already,
+    // drives the peaks). Moving VM 2 relieves the host.
+    let s = |k: usize| if k % 2 == 0 { 1.0 } else { -1.0 };
+    let against: Vec<f64> = (0..12).map(|k| 300.0 - 100.0 * s(k)).collect();
+    let with: Vec<f64> = (0..12).map(|k| 300.0 + 100.0 * s(k)).collect();
+    let host: Vec<f64> = (0..12).map(|k| (900.0 + 300.0 * s(k)) / 1000.0).collect();
+    let mut driver = vm(3, 300.0, 512.0, Vec::new());
+    driver.migrating = true;
+    let vms = [
+        vm(1, 300.0, 512.0, against),
+        vm(2, 300.0, 512.0, with),
+        driver,
+    ];
+    assert!(
+        calm_score(&vms[1].hist, None) == calm_score(&vms[0].hist, None),
+        "equal volatility"
+    );
+    assert_eq!(shed(VmChoice::Calm, 0.75, &vms, &host), "2");
+    assert_eq!(shed(VmChoice::Size, 0.75, &vms, &host), "1");
+}
+
+#[test]
+fn an_overloaded_host_sheds_a_vm_that_removes_the_excess_first() {
+    // 650 on 1000 above 0.5: an excess of 150. VM 1 (calm, least RAM) does not remove it; VM 2
+    // (swinging) does, and goes: one move relieves the host.
+    let calm = vec![100.0; 12];
+    let swing: Vec<f64> = (0..12).map(|k| [50.0, 450.0][k % 2]).collect();
+    let mut busy = vm(3, 300.0, 512.0, Vec::new());
+    busy.migrating = true;
+    let vms = [vm(1, 100.0, 512.0, calm), vm(2, 250.0, 1024.0, swing), busy];
+    let host = vec![0.65; 12];
+    assert_eq!(shed(VmChoice::Calm, 0.5, &vms, &host), "2");
+    assert_eq!(shed(VmChoice::Size, 0.5, &vms, &host), "1");
+    // Without histories the same rule holds: the smallest VM that removes the excess (550 above
+    // 0.4: 150).
+    let bare: Vec<VmLoad> = [(1, 100.0), (2, 250.0), (4, 200.0)]
+        .iter()
+        .map(|&(id, cpu)| vm(id, cpu, 512.0, Vec::new()))
+        .collect();
+    assert_eq!(shed(VmChoice::Calm, 0.4, &bare, &[0.55]), "4");
+    // None removes it (an excess of 400): the largest.
+    assert_eq!(shed(VmChoice::Calm, 0.15, &bare, &[0.55]), "2");
 }

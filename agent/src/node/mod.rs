@@ -44,7 +44,7 @@ use keel_lcc::Value;
 use crate::host::wire::WireEnvelope;
 use crate::host::{
     self, CoreConfig, CoreError, CoreStats, HostAgent, HostLoad, Need, Output, Published, Rank,
-    Resolved, View, VmLoad,
+    Resolved, View, VmChoice, VmLoad,
 };
 use crate::negotiation::lcc::SEED_MODEL;
 use crate::negotiation::rank::{rank, Candidate, Ranked, Ranker};
@@ -195,6 +195,14 @@ pub struct NodeConfig {
     /// Set for the models the replay measures (`agent/protocols/*.lcc`), so a fleet runs them as
     /// the replay does.
     pub replay_order: bool,
+    /// Minimum stay of a VM that migrated to this host, seconds of host time (see
+    /// [`CoreConfig::min_stay_s`]); `None`: an hour
+    /// ([`DEFAULT_MIN_STAY_S`](crate::sim::keel::DEFAULT_MIN_STAY_S)) while a stability model is
+    /// loaded, none otherwise (as in the replay).
+    pub min_stay_s: Option<f64>,
+    /// Seconds of host time per real second: 1 on hosts; a `cluster` replaying a trace faster
+    /// sets its speed-up, so that a VM's stay is counted in trace time.
+    pub time_scale: f64,
 }
 
 /// Why an agent could not start.
@@ -243,6 +251,8 @@ impl NodeConfig {
             lcc_wait: Duration::from_secs(2),
             rank: Rank::Pack,
             replay_order: false,
+            min_stay_s: None,
+            time_scale: 1.0,
         }
     }
 }
@@ -529,6 +539,7 @@ pub async fn spawn(
         tracker: tracker.clone(),
         policy_version,
         hist_acc: (0.0, 0),
+        arrived: HashMap::new(),
     };
     tracker.spawn(actor.run(inbox, exec_rx, shutdown.clone(), kill.clone()));
     Ok(NodeHandle {
@@ -576,6 +587,10 @@ struct Actor {
     policy_version: u64,
     /// Utilisation summed over the evaluations of the history point in progress, and their count.
     hist_acc: (f64, u32),
+    /// When each VM that migrated here arrived (the target side of a commit), for the minimum
+    /// stay. Bounded: a VM is forgotten when it migrates away, or when the load source no longer
+    /// lists it (after [`MOVED_OUT_MEMORY`], the time a load source may take to list a VM).
+    arrived: HashMap<String, Instant>,
 }
 
 /// The role the membership record advertises for an interaction-model role name.
@@ -976,9 +991,11 @@ impl Actor {
                     match (&r.outcome, r.side) {
                         (Outcome::Migrated, Side::Source) => {
                             info!(neg = %r.neg, vm = %r.vm, target = %r.peer, "Migration done.");
+                            self.arrived.remove(&r.vm);
                         }
                         (Outcome::Migrated, Side::Target) => {
                             info!(neg = %r.neg, vm = %r.vm, source = %r.peer, "VM received.");
+                            self.arrived.insert(r.vm.clone(), Instant::now());
                         }
                         (o, _) => {
                             info!(neg = %r.neg, vm = %r.vm, peer = %r.peer, outcome = ?o, "Negotiation ended without a migration.");
@@ -1017,6 +1034,14 @@ impl Actor {
             self.hist_acc = (0.0, 0);
             mean
         });
+        // Arrivals of VMs no longer here are forgotten (after the grace a load source may take
+        // to list a VM that has just arrived).
+        self.arrived.retain(|vm, t| {
+            obs.vms.iter().any(|(id, _)| id == vm)
+                || now.saturating_duration_since(*t) < MOVED_OUT_MEMORY
+        });
+        let scale = self.cfg.time_scale;
+        let arrived = &self.arrived;
         let load = HostLoad {
             capacity: self.cfg.capacity,
             pe_capacity: 0.0,
@@ -1026,20 +1051,36 @@ impl Actor {
                 .vms
                 .into_iter()
                 .map(|(id, cpu)| VmLoad {
+                    stay_s: arrived.get(&id).map_or(f64::INFINITY, |t| {
+                        now.saturating_duration_since(*t).as_secs_f64() * scale
+                    }),
                     id: Value::atom(&id),
                     cpu,
                     mem: 0.0,
                     ram: 0.0,
                     pe_cpu: 0.0,
                     migrating: false,
-                    stay_s: f64::INFINITY,
                     hist: Vec::new(),
                 })
                 .collect(),
             step_util: point,
         };
         // The model file may have been replaced (a new file, or a bundle).
-        self.core.set_stability(self.ranker.model());
+        let model = self.ranker.model();
+        // The minimum stay follows the model unless configured: an hour with one, none without.
+        let min_stay = self.cfg.min_stay_s.unwrap_or(if model.is_some() {
+            crate::sim::keel::DEFAULT_MIN_STAY_S
+        } else {
+            0.0
+        });
+        self.core.set_min_stay_s(min_stay);
+        // So does the choice of the VM to offer, as in the replay.
+        self.core.set_vm_choice(if model.is_some() {
+            VmChoice::Calm
+        } else {
+            VmChoice::Size
+        });
+        self.core.set_stability(model);
         // The interaction model starts afresh on each measurement; its exchange runs over TCP.
         let out = self.with_core(|c, v, t| c.tick(t, load, v));
         self.apply(out);

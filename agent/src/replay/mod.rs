@@ -24,6 +24,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use keel_core::model::ModelFile;
 
+use crate::host::VmChoice;
 use crate::sim::engine::HostSeries;
 use crate::sim::engine::PlacementCache;
 use crate::sim::heuristics::{Heuristic, NoMigration};
@@ -93,6 +94,11 @@ pub struct ReplayArgs {
     /// `+model` policies, none for the others).
     #[arg(long)]
     pub min_stay_s: Option<f64>,
+    /// How a Keel host chooses the VM to offer: `size` (least RAM first when overloaded) or
+    /// `calm` (a VM that removes the excess, the calmest and most correlated with the host's
+    /// load first; see `VmChoice`). Default: `calm` for `+model` policies, `size` for the others.
+    #[arg(long, value_enum)]
+    pub vm_choice: Option<VmChoice>,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -229,6 +235,7 @@ fn keel_args(name: &str, args: &ReplayArgs) -> anyhow::Result<KeelArgs> {
         loss: args.loss,
         seed: args.seed,
         min_stay_s: args.min_stay_s,
+        vm_choice: args.vm_choice,
         ..Transport::default()
     };
     Ok(KeelArgs(v, t))

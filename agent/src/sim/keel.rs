@@ -35,7 +35,7 @@ use super::heuristics::{pabfd, Detector};
 use super::metrics::Negotiation;
 use crate::host::{
     self, CoreConfig, HostAgent, HostLoad, Need, Output, Published, Rank, Recording, Resolved,
-    View, ViewCall, VmLoad,
+    View, ViewCall, VmChoice, VmLoad,
 };
 use crate::time::Time;
 
@@ -115,6 +115,9 @@ pub struct Transport {
     /// Minimum stay of a VM on a host, seconds (`None`: an hour with a stability model, none
     /// without).
     pub min_stay_s: Option<f64>,
+    /// How a host chooses the VM to offer (`None`: [`VmChoice::Calm`] with a stability model,
+    /// [`VmChoice::Size`] without).
+    pub vm_choice: Option<VmChoice>,
 }
 
 impl Default for Transport {
@@ -126,6 +129,7 @@ impl Default for Transport {
             max_tries: 3,
             bidders: 3,
             min_stay_s: None,
+            vm_choice: None,
         }
     }
 }
@@ -137,6 +141,7 @@ pub fn core_config(variant: Variant, t: &Transport) -> CoreConfig {
         bidders: t.bidders,
         rank: variant.rank(),
         accept_below: 0.9,
+        vm_choice: t.vm_choice.unwrap_or_default(),
         ..CoreConfig::default()
     }
 }
@@ -310,6 +315,11 @@ impl Policy for KeelPolicy {
             let mut cfg = core_config(self.variant, &self.transport);
             cfg.step_s = e.sc.interval_s;
             cfg.stability = self.model.clone();
+            cfg.vm_choice = self.transport.vm_choice.unwrap_or(if self.model.is_some() {
+                VmChoice::Calm
+            } else {
+                VmChoice::Size
+            });
             cfg.min_stay_s = self
                 .transport
                 .min_stay_s
