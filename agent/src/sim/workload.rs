@@ -32,6 +32,9 @@ pub struct Workload {
     pub start_ms: i64,
     /// `cpu[v * (n_steps + 1) + i]`: CPU utilisation of VM `v` at grid point `i`, fraction.
     cpu: Vec<f64>,
+    /// The same samples time-major, `by_time[i * n_vms + v]`: an update reads every VM at one
+    /// time, so this layout keeps those reads together in memory.
+    by_time: Vec<f64>,
     /// Memory in use, MiB, same layout, where the dataset has it.
     mem: Option<Vec<f32>>,
 }
@@ -59,12 +62,14 @@ impl Workload {
                 .flat_map(|v| v.iter().copied().chain(v.last().copied()))
                 .collect()
         };
+        let flat_cpu = flat(cpu);
         Ok(Self {
+            by_time: time_major(&flat_cpu, inventory.vms.len(), n_steps + 1),
             inventory,
             step_s,
             n_steps,
             start_ms: 0,
-            cpu: flat(cpu),
+            cpu: flat_cpu,
             mem: mem.map(|m| flat(m).into_iter().map(|x| x as f32).collect()),
         })
     }
@@ -172,6 +177,7 @@ impl Workload {
             }
         }
         Ok(Self {
+            by_time: time_major(&cpu, inventory.vms.len(), n_steps + 1),
             inventory,
             step_s: step_ms as f64 / 1000.0,
             n_steps,
@@ -193,8 +199,10 @@ impl Workload {
 
     /// CPU utilisation of VM `v` at `t` seconds from the start (CloudSim's interpolation).
     pub fn cpu_at(&self, v: usize, t: f64) -> f64 {
-        interpolate(
-            &self.cpu[v * (self.n_steps + 1)..(v + 1) * (self.n_steps + 1)],
+        let n = self.n_vms();
+        interpolate_at(
+            |i| self.by_time[i * n + v],
+            self.n_steps + 1,
             self.step_s,
             t,
         )
@@ -233,12 +241,14 @@ impl Workload {
                 .flat_map(|&v| xs[v * stride..(v + 1) * stride].iter().copied())
                 .collect()
         };
+        let cpu = cut(&self.cpu);
         Self {
+            by_time: time_major(&cpu, picked.len(), stride),
             inventory,
             step_s: self.step_s,
             n_steps: self.n_steps,
             start_ms: self.start_ms,
-            cpu: cut(&self.cpu),
+            cpu,
             mem: self.mem.as_ref().map(|m| {
                 picked
                     .iter()
@@ -266,12 +276,14 @@ impl Workload {
                     })
             })
             .collect();
+        let cpu = self.cpu.repeat(k);
         Self {
+            by_time: time_major(&cpu, inventory.vms.len(), self.n_steps + 1),
             inventory,
             step_s: self.step_s,
             n_steps: self.n_steps,
             start_ms: self.start_ms,
-            cpu: self.cpu.repeat(k),
+            cpu,
             mem: self.mem.as_ref().map(|m| m.repeat(k)),
         }
     }
@@ -308,18 +320,36 @@ impl NanCheck for f32 {
 
 /// CloudSim's `UtilizationModelPlanetLabInMemory.getUtilization`: exact at grid points, linear in
 /// between; `data` carries the closing repeat.
+/// `data` laid out VM-major (`n_vms` series of `stride` points) turned time-major.
+fn time_major(data: &[f64], n_vms: usize, stride: usize) -> Vec<f64> {
+    let mut out = vec![0.0; data.len()];
+    for v in 0..n_vms {
+        for i in 0..stride {
+            out[i * n_vms + v] = data[v * stride + i];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
 fn interpolate(data: &[f64], step: f64, t: f64) -> f64 {
-    let last = data.len() - 1;
+    interpolate_at(|i| data[i], data.len(), step, t)
+}
+
+/// CloudSim's interpolation over `len` points read by `data`.
+#[inline]
+fn interpolate_at(data: impl Fn(usize) -> f64, len: usize, step: f64, t: f64) -> f64 {
+    let last = len - 1;
     // `t` is a whole number of steps exactly when `floor(t / step) * step == t` (the same test
     // as `t % step == 0.0`, without the slow remainder), for the finite, non-negative times of
     // a replay.
     let q = (t / step).floor();
     if q * step == t {
-        return data[(q as usize).min(last)];
+        return data((q as usize).min(last));
     }
     let i1 = ((t / step).floor().max(0.0) as usize).min(last);
     let i2 = ((t / step).ceil().max(0.0) as usize).min(last);
-    let (u1, u2) = (data[i1], data[i2]);
+    let (u1, u2) = (data(i1), data(i2));
     if i2 == i1 {
         return u1;
     }
