@@ -97,7 +97,8 @@ pub struct ClusterArgs {
     #[arg(long, default_value_t = 2000)]
     pub warmup_ms: u64,
     /// Minimum stay of a VM that migrated to a host, trace seconds: it is not offered again
-    /// before, while another VM can go (default: 3600 with `--model`, 0 without, as in replay).
+    /// before, while another VM can go (default with `--model`: the model's window, at least
+    /// 3600; 0 without; as in replay).
     #[arg(long)]
     pub min_stay_s: Option<f64>,
     /// Print the report as JSON.

@@ -146,8 +146,8 @@ pub struct FileConfig {
     pub eval_interval_ms: Option<u64>,
     /// Gossip period, ms.
     pub gossip_interval_ms: Option<u64>,
-    /// Minimum stay of a VM that migrated here, seconds (default: an hour while a stability
-    /// model is loaded, none otherwise).
+    /// Minimum stay of a VM that migrated here, seconds (default: the stability model's window,
+    /// at least an hour, while one is loaded; none otherwise).
     pub min_stay_s: Option<f64>,
     /// The executor.
     #[serde(default)]
@@ -212,7 +212,8 @@ pub struct RunArgs {
     #[arg(long, env = "KEEL_EXECUTOR", value_enum)]
     pub executor: Option<ExecutorKind>,
     /// Minimum stay of a VM that migrated here, seconds: it is not offered again before, while
-    /// another VM can go (default: 3600 while a stability model is loaded, 0 otherwise).
+    /// another VM can go (default: the stability model's window, at least 3600, while one is
+    /// loaded; 0 otherwise).
     #[arg(long, env = "KEEL_MIN_STAY_S")]
     pub min_stay_s: Option<f64>,
 }

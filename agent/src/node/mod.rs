@@ -196,8 +196,8 @@ pub struct NodeConfig {
     /// the replay does.
     pub replay_order: bool,
     /// Minimum stay of a VM that migrated to this host, seconds of host time (see
-    /// [`CoreConfig::min_stay_s`]); `None`: an hour
-    /// ([`DEFAULT_MIN_STAY_S`](crate::sim::keel::DEFAULT_MIN_STAY_S)) while a stability model is
+    /// [`CoreConfig::min_stay_s`]); `None`: the model's window and at least an hour
+    /// ([`default_min_stay_s`](crate::sim::keel::default_min_stay_s)) while a stability model is
     /// loaded, none otherwise (as in the replay).
     pub min_stay_s: Option<f64>,
     /// Seconds of host time per real second: 1 on hosts; a `cluster` replaying a trace faster
@@ -1067,12 +1067,11 @@ impl Actor {
         };
         // The model file may have been replaced (a new file, or a bundle).
         let model = self.ranker.model();
-        // The minimum stay follows the model unless configured: an hour with one, none without.
-        let min_stay = self.cfg.min_stay_s.unwrap_or(if model.is_some() {
-            crate::sim::keel::DEFAULT_MIN_STAY_S
-        } else {
-            0.0
-        });
+        // The minimum stay follows the model unless configured (as in the replay).
+        let min_stay = self
+            .cfg
+            .min_stay_s
+            .unwrap_or_else(|| crate::sim::keel::default_min_stay_s(model.as_deref()));
         self.core.set_min_stay_s(min_stay);
         // So does the choice of the VM to offer, as in the replay.
         self.core.set_vm_choice(if model.is_some() {

@@ -90,8 +90,8 @@ pub struct ReplayArgs {
     /// `keel-agent cluster --placement FILE`.
     #[arg(long)]
     pub export_placement: Option<PathBuf>,
-    /// Minimum stay of a VM on a host, seconds, for every Keel policy (default: an hour for
-    /// `+model` policies, none for the others).
+    /// Minimum stay of a VM on a host, seconds, for every Keel policy (default: the stability
+    /// model's window, at least an hour, for `+model` policies; none for the others).
     #[arg(long)]
     pub min_stay_s: Option<f64>,
     /// How a Keel host chooses the VM to offer: `size` (least RAM first when overloaded) or

@@ -95,9 +95,14 @@ impl Variant {
     }
 }
 
-/// The minimum stay of a VM with a stability model, seconds: thrash is a VM moved again within
-/// an hour, and an hour is the horizon the model is asked about.
-pub const DEFAULT_MIN_STAY_S: f64 = 3600.0;
+/// The minimum stay of a VM by default, seconds. With a stability model: the model's window,
+/// and at least an hour. A host a VM moved to is judged on a projected series (its history
+/// plus the VM's) until its own history holds the VM for a whole window, so moving the VM again
+/// before then acts on a guess; and thrash is a VM moved again within an hour, the horizon the
+/// model is asked about. Without a model: none.
+pub fn default_min_stay_s(model: Option<&ModelFile>) -> f64 {
+    model.map_or(0.0, |m| m.window_s().max(3600.0))
+}
 
 /// Transport and negotiation settings.
 #[derive(Debug, Clone, Copy)]
@@ -323,11 +328,7 @@ impl Policy for KeelPolicy {
             cfg.min_stay_s = self
                 .transport
                 .min_stay_s
-                .unwrap_or(if self.model.is_some() {
-                    DEFAULT_MIN_STAY_S
-                } else {
-                    0.0
-                });
+                .unwrap_or_else(|| default_min_stay_s(self.model.as_deref()));
             self.agents = (0..n)
                 .map(|h| {
                     HostAgent::new(
