@@ -540,6 +540,7 @@ pub async fn spawn(
         policy_version,
         hist_acc: (0.0, 0),
         arrived: HashMap::new(),
+        vm_hist: VmHistories::default(),
     };
     tracker.spawn(actor.run(inbox, exec_rx, shutdown.clone(), kill.clone()));
     Ok(NodeHandle {
@@ -591,6 +592,56 @@ struct Actor {
     /// stay. Bounded: a VM is forgotten when it migrates away, or when the load source no longer
     /// lists it (after [`MOVED_OUT_MEMORY`], the time a load source may take to list a VM).
     arrived: HashMap<String, Instant>,
+    /// Each VM's CPU series at the model's step (what offers carry and the VM choice reads).
+    vm_hist: VmHistories,
+}
+
+/// Each listed VM's CPU demand averaged to the model's step, as the host's own series is:
+/// the measurements of the point in progress are summed, and a point is closed when the host's
+/// is. Bounded: at most `len` points per VM, and a VM the load source no longer lists is
+/// forgotten.
+#[derive(Debug, Default)]
+pub struct VmHistories {
+    vms: HashMap<String, (f64, u32, VecDeque<f64>)>,
+}
+
+impl VmHistories {
+    /// One measurement of the listed VMs' CPU; `close`: the host's point closes with it. Keeps
+    /// at most `len` points per VM.
+    pub fn observe(&mut self, vms: &[(String, f64)], close: bool, len: usize) {
+        self.vms.retain(|id, _| vms.iter().any(|(v, _)| v == id));
+        for (id, cpu) in vms {
+            let e = self.vms.entry(id.clone()).or_default();
+            e.0 += cpu;
+            e.1 += 1;
+            if close {
+                e.2.push_back(e.0 / f64::from(e.1));
+                while e.2.len() > len.max(1) {
+                    e.2.pop_front();
+                }
+                e.0 = 0.0;
+                e.1 = 0;
+            }
+        }
+    }
+
+    /// VM `id`'s closed points, oldest first.
+    pub fn series(&self, id: &str) -> Vec<f64> {
+        self.vms
+            .get(id)
+            .map(|e| e.2.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// VMs kept.
+    pub fn len(&self) -> usize {
+        self.vms.len()
+    }
+
+    /// Whether no VM is kept.
+    pub fn is_empty(&self) -> bool {
+        self.vms.is_empty()
+    }
 }
 
 /// The role the membership record advertises for an interaction-model role name.
@@ -1040,6 +1091,13 @@ impl Actor {
             obs.vms.iter().any(|(id, _)| id == vm)
                 || now.saturating_duration_since(*t) < MOVED_OUT_MEMORY
         });
+        // The model file may have been replaced (a new file, or a bundle).
+        let model = self.ranker.model();
+        // Each VM's series at the model's step, as long as the host's; offers carry it and the
+        // VM choice reads it (with a model, as in the replay).
+        let hist_len = self.cfg.history_len.min(membership::MAX_HISTORY);
+        self.vm_hist.observe(&obs.vms, point.is_some(), hist_len);
+        let vm_hist = model.is_some().then_some(&self.vm_hist);
         let scale = self.cfg.time_scale;
         let arrived = &self.arrived;
         let load = HostLoad {
@@ -1060,13 +1118,11 @@ impl Actor {
                     ram: 0.0,
                     pe_cpu: 0.0,
                     migrating: false,
-                    hist: Vec::new(),
+                    hist: vm_hist.map(|h| h.series(&id)).unwrap_or_default(),
                 })
                 .collect(),
             step_util: point,
         };
-        // The model file may have been replaced (a new file, or a bundle).
-        let model = self.ranker.model();
         // The minimum stay follows the model unless configured (as in the replay).
         let min_stay = self
             .cfg
@@ -1090,7 +1146,6 @@ impl Actor {
             self.emit(NodeEvent::Role(role));
         }
         // Peers refuse longer records (membership::MAX_HISTORY).
-        let hist_len = self.cfg.history_len.min(membership::MAX_HISTORY);
         if let Some(p) = point {
             self.members.update_me(|me| {
                 me.history.push(p);
@@ -1320,4 +1375,37 @@ pub fn bare_member(
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VmHistories;
+
+    fn obs(vms: &[(&str, f64)]) -> Vec<(String, f64)> {
+        vms.iter().map(|(v, c)| ((*v).to_string(), *c)).collect()
+    }
+
+    #[test]
+    fn vm_series_are_averaged_to_the_hosts_points_bounded_and_forgotten() {
+        let mut h = VmHistories::default();
+        // Two measurements per point: a point is the mean of the measurements it closes.
+        h.observe(&obs(&[("a", 10.0), ("b", 1.0)]), false, 3);
+        h.observe(&obs(&[("a", 20.0), ("b", 3.0)]), true, 3);
+        assert_eq!(h.series("a"), vec![15.0]);
+        assert_eq!(h.series("b"), vec![2.0]);
+        // A VM that arrives mid-point has the mean of what was measured of it.
+        h.observe(&obs(&[("a", 30.0), ("b", 5.0)]), false, 3);
+        h.observe(&obs(&[("a", 30.0), ("b", 5.0), ("c", 7.0)]), true, 3);
+        assert_eq!(h.series("a"), vec![15.0, 30.0]);
+        assert_eq!(h.series("c"), vec![7.0]);
+        // At most `len` points, the oldest dropped.
+        for x in [40.0, 50.0] {
+            h.observe(&obs(&[("a", x), ("b", 5.0), ("c", 7.0)]), true, 3);
+        }
+        assert_eq!(h.series("a"), vec![30.0, 40.0, 50.0]);
+        // A VM no longer listed is forgotten.
+        h.observe(&obs(&[("a", 60.0)]), false, 3);
+        assert_eq!(h.len(), 1);
+        assert!(h.series("b").is_empty());
+    }
 }
