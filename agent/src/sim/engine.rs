@@ -214,6 +214,23 @@ pub struct Engine<'a> {
     pub step_no: usize,
     /// Every migration started, when `Some` (set it before [`Engine::run`] to record them).
     pub migration_log: Option<Vec<Migration>>,
+    /// While creating the VMs ([`Engine::place_all`]): each host's [`HostFigures`] once weighed.
+    /// Only creating a VM on a host changes them then (placement only tries a VM on a host and
+    /// takes it off again), so they are kept until that host takes one.
+    placing: Option<Vec<Option<HostFigures>>>,
+}
+
+/// What PABFD weighs of a host before trying a VM on it.
+#[derive(Debug, Clone, Copy)]
+pub struct HostFigures {
+    /// MIPS available (CloudSim's `getAvailableMips`).
+    pub available: f64,
+    /// [`Engine::planned_util_mips`].
+    pub planned: f64,
+    /// Power at the utilisation of the last update, watts.
+    pub power_now: f64,
+    /// [`Engine::requested_mips`].
+    pub requested: f64,
 }
 
 /// Per interval: time and, per host, (CPU utilisation, memory in use MiB or NaN).
@@ -313,6 +330,7 @@ impl<'a> Engine<'a> {
             host_series: None,
             step_no: 0,
             migration_log: None,
+            placing: None,
         }
     }
 
@@ -428,8 +446,10 @@ impl<'a> Engine<'a> {
     /// # Errors
     /// A VM no host can take.
     pub fn place_all(&mut self, policy: &mut dyn Policy) -> anyhow::Result<()> {
+        self.placing = Some(vec![None; self.hosts.len()]);
         for v in 0..self.vms.len() {
             let Some(h) = policy.place(self, v) else {
+                self.placing = None;
                 bail!(
                     "no host can take VM {:?} at creation ({} hosts, policy {})",
                     self.wl.inventory.vms[v].id,
@@ -438,8 +458,35 @@ impl<'a> Engine<'a> {
                 );
             };
             self.create(v, h);
+            if let Some(c) = self.placing.as_mut() {
+                c[h] = None;
+            }
         }
+        self.placing = None;
         Ok(())
+    }
+
+    /// Whether the VMs are being created ([`Engine::place_all`]).
+    pub fn is_placing(&self) -> bool {
+        self.placing.is_some()
+    }
+
+    /// What PABFD weighs of host `h` (kept while creating the VMs, see [`Engine::place_all`]).
+    pub fn host_figures(&mut self, h: usize) -> HostFigures {
+        if let Some(Some(f)) = self.placing.as_ref().map(|c| c[h]) {
+            return f;
+        }
+        let (fits, scale, available) = self.sched(h);
+        let f = HostFigures {
+            available,
+            planned: self.planned_with(h, fits, scale),
+            power_now: self.power_at(h, self.util_at_update(h).min(1.0)),
+            requested: self.requested_mips(h),
+        };
+        if let Some(c) = self.placing.as_mut() {
+            c[h] = Some(f);
+        }
+        f
     }
 
     /// Creates VM `v` on host `h` (the end of placing it).
@@ -599,6 +646,10 @@ impl<'a> Engine<'a> {
     /// (CloudSim's `getUtilizationOfCpuMips(host)` in the allocation policy).
     pub fn planned_util_mips(&self, h: usize) -> f64 {
         let (fits, scale, _) = self.sched(h);
+        self.planned_with(h, fits, scale)
+    }
+
+    fn planned_with(&self, h: usize, fits: bool, scale: f64) -> f64 {
         let host = &self.hosts[h];
         host.vm_list
             .iter()
@@ -640,32 +691,6 @@ impl<'a> Engine<'a> {
         .power_at(u)
     }
 
-    /// For a host with no VM in its list: everything that [`Engine::is_suitable`], the planned
-    /// utilisation and [`Engine::power_at`] read of it, as bits. Two empty hosts with the same key
-    /// answer every placement question the same way (`None`: the host holds VMs).
-    pub fn empty_host_key(&self, h: usize) -> Option<[u64; 17]> {
-        let host = &self.hosts[h];
-        if !host.vm_list.is_empty() {
-            return None;
-        }
-        let mut k = [0u64; 17];
-        for (slot, x) in k.iter_mut().zip(
-            [
-                host.total_mips,
-                host.pe_mips,
-                host.mem_mib,
-                host.ram_used,
-                host.bw_mbit,
-                host.bw_used,
-            ]
-            .into_iter()
-            .chain(host.power),
-        ) {
-            *slot = x.to_bits();
-        }
-        Some(k)
-    }
-
     /// CloudSim's `isSuitableForVm`: core speed, free MIPS, and at creation memory and bandwidth.
     pub fn is_suitable(&self, h: usize, v: usize) -> bool {
         let host = &self.hosts[h];
@@ -673,7 +698,17 @@ impl<'a> Engine<'a> {
         if host.pe_mips < vm.req / f64::from(vm.pes) {
             return false;
         }
-        if self.available_mips(h) < vm.req {
+        self.suitable_with(h, v, self.available_mips(h))
+    }
+
+    /// [`Engine::is_suitable`] with host `h`'s available MIPS already known.
+    pub fn suitable_with(&self, h: usize, v: usize, available: f64) -> bool {
+        let host = &self.hosts[h];
+        let vm = &self.vms[v];
+        if host.pe_mips < vm.req / f64::from(vm.pes) {
+            return false;
+        }
+        if available < vm.req {
             return false;
         }
         if vm.instantiating {

@@ -199,37 +199,42 @@ pub fn pabfd(
 ) -> Option<usize> {
     let mut best = None;
     let mut min = f64::MAX;
-    // Empty hosts of one kind (same capacity, power model and last utilisation) give the same
-    // answer, and a later one never beats an earlier one (strict `<`): the first of each kind
-    // stands for the rest. Most of a data centre is empty hosts of a few kinds.
-    let mut kinds: Vec<([u64; 17], u64)> = Vec::new();
     for h in 0..e.hosts.len() {
         if excluded.contains(&h) {
             continue;
         }
-        if let Some(key) = e.empty_host_key(h) {
-            let util = e.hosts[h].util_mips.to_bits();
-            if kinds.iter().any(|(k, u)| *u == util && *k == key) {
+        let (planned, power_now, requested) = if e.is_placing() {
+            // Creating the VMs: the host's figures are kept between VMs.
+            let f = e.host_figures(h);
+            if !e.suitable_with(h, v, f.available) {
                 continue;
             }
-            if kinds.len() < 64 {
-                kinds.push((key, util));
+            (f.planned, f.power_now, Some(f.requested))
+        } else {
+            if !e.is_suitable(h, v) {
+                continue;
             }
-        }
-        if !e.is_suitable(h, v) {
-            continue;
-        }
-        let planned = e.planned_util_mips(h);
+            let now = e.util_at_update(h).min(1.0);
+            (e.planned_util_mips(h), e.power_at(h, now), None)
+        };
         if planned != 0.0 {
-            e.plan_create(h, v);
-            let over = det.overloaded(e, h);
-            e.plan_destroy(h, v);
+            let over = match (det, requested) {
+                // A static threshold on the requested MIPS with the VM added (the VM, being
+                // created, is on no host: trying it on `h` changes nothing else).
+                (Detector::Thr(t), Some(r)) => (r + e.vms[v].req) / e.hosts[h].total_mips > *t,
+                _ => {
+                    e.plan_create(h, v);
+                    let over = det.overloaded(e, h);
+                    e.plan_destroy(h, v);
+                    over
+                }
+            };
             if over {
                 continue;
             }
         }
         let after = ((planned + e.vms[v].req) / e.hosts[h].total_mips).min(1.0);
-        let diff = e.power_at(h, after) - e.power_at(h, e.util_at_update(h).min(1.0));
+        let diff = e.power_at(h, after) - power_now;
         if diff < min {
             min = diff;
             best = Some(h);
