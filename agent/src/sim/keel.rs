@@ -800,6 +800,39 @@ impl<'e> SimView<'e> {
         let ok =
             |r: &Self, h: usize| h != from && r.fits(h, need, thr, true) && !tried.contains(&h);
         let [off, on] = &self.by_role[usize::from(role)];
+        // (switched off while packing, load order, id): smaller is better.
+        let key = |r: &Self, h: usize| {
+            let u = r.util(h);
+            let load = match rank {
+                Rank::Pack => -u,
+                Rank::Spread => u,
+            };
+            (r.cpu[h] <= 0.0 && rank == Rank::Pack, load, h)
+        };
+        let cmp = |a: &(bool, f64, usize), b: &(bool, f64, usize)| {
+            a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2))
+        };
+        if k == 1 {
+            // The best one, in one pass and without a list (what discovery asks most).
+            let mut best: Option<(bool, f64, usize)> = None;
+            let mut consider = |h: usize| {
+                if ok(self, h) {
+                    let c = key(self, h);
+                    if best.is_none_or(|b| cmp(&c, &b).is_lt()) {
+                        best = Some(c);
+                    }
+                }
+            };
+            on.iter().copied().for_each(&mut consider);
+            if rank != Rank::Pack {
+                off.iter().copied().for_each(&mut consider);
+            } else if best.is_none() {
+                if let Some(h) = off.iter().copied().find(|&h| ok(self, h)) {
+                    best = Some(key(self, h));
+                }
+            }
+            return best.map(|b| vec![b.2]).unwrap_or_default();
+        }
         let mut hosts: Vec<usize> = on.iter().copied().filter(|&h| ok(self, h)).collect();
         if rank != Rank::Pack {
             hosts.extend(off.iter().copied().filter(|&h| ok(self, h)));
@@ -812,21 +845,7 @@ impl<'e> SimView<'e> {
                 .collect();
             hosts.extend(more);
         }
-        // (switched off while packing, load order, id): smaller is better.
-        let mut c: Vec<(bool, f64, usize)> = hosts
-            .into_iter()
-            .map(|h| {
-                let u = self.util(h);
-                let load = match rank {
-                    Rank::Pack => -u,
-                    Rank::Spread => u,
-                };
-                (self.cpu[h] <= 0.0 && rank == Rank::Pack, load, h)
-            })
-            .collect();
-        let cmp = |a: &(bool, f64, usize), b: &(bool, f64, usize)| {
-            a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2))
-        };
+        let mut c: Vec<(bool, f64, usize)> = hosts.into_iter().map(|h| key(self, h)).collect();
         let k = k.min(c.len());
         if k == 0 {
             return Vec::new();
