@@ -385,6 +385,14 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Records a new point of this host's utilisation series (bounded).
+    pub(crate) fn push_point(&mut self, u: f64) {
+        if self.hist.len() >= HIST_MAX {
+            self.hist.pop_front();
+        }
+        self.hist.push_back(u);
+    }
+
     pub(crate) fn util(&self) -> f64 {
         if self.load.capacity > 0.0 {
             self.cpu / self.load.capacity
@@ -613,20 +621,31 @@ impl HostAgent {
 
     /// Replaces the stability model (a new file or bundle); `None`: no consult.
     pub fn set_stability(&mut self, model: Option<Arc<ModelFile>>) {
-        self.quiet = None;
-        self.cfg.stability = model;
+        let same = match (&self.cfg.stability, &model) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            self.quiet = None;
+            self.cfg.stability = model;
+        }
     }
 
     /// Replaces the minimum stay ([`CoreConfig::min_stay_s`]), seconds; 0: off.
     pub fn set_min_stay_s(&mut self, s: f64) {
-        self.quiet = None;
-        self.cfg.min_stay_s = s;
+        if self.cfg.min_stay_s.to_bits() != s.to_bits() {
+            self.quiet = None;
+            self.cfg.min_stay_s = s;
+        }
     }
 
     /// Replaces how the host chooses the VM to offer ([`CoreConfig::vm_choice`]).
     pub fn set_vm_choice(&mut self, c: VmChoice) {
-        self.quiet = None;
-        self.cfg.vm_choice = c;
+        if self.cfg.vm_choice != c {
+            self.quiet = None;
+            self.cfg.vm_choice = c;
+        }
     }
 
     /// Counts a model refused by the driver (compile error or unknown predicate).
@@ -648,10 +667,7 @@ impl HostAgent {
             if self.cfg.repeat_quiet_ticks && same_but_step(q, &load) {
                 self.st.stats.quiet_ticks += 1;
                 if let Some(u) = load.step_util {
-                    if self.st.hist.len() >= HIST_MAX {
-                        self.st.hist.pop_front();
-                    }
-                    self.st.hist.push_back(u);
+                    self.st.push_point(u);
                 }
                 self.st.load.step_util = load.step_util;
                 self.publish(view);
@@ -686,10 +702,7 @@ impl HostAgent {
         st.here.resize(n, true);
         st.cpu = load.other + load.vms.iter().map(|v| v.cpu).sum::<f64>();
         if let Some(u) = load.step_util {
-            if st.hist.len() >= HIST_MAX {
-                st.hist.pop_front();
-            }
-            st.hist.push_back(u);
+            st.push_point(u);
         }
         st.mem = load.vms.iter().map(|v| v.mem).sum();
         st.load = load;
@@ -736,6 +749,11 @@ impl HostAgent {
         self.busy_since = None;
         self.busy = false;
         let mut out = Vec::new();
+        // Only a host with no VMs can repeat its tick: watch the others' runs for nothing.
+        if !(self.cfg.repeat_quiet_ticks && self.st.load.vms.is_empty()) {
+            self.step(now, view, &mut out);
+            return out;
+        }
         let before = (self.counters(), self.st.hist_reads);
         let mut asked = Asked { inner: view, n: 0 };
         self.step(now, &mut asked, &mut out);
@@ -743,7 +761,7 @@ impl HostAgent {
             && asked.n == 0
             && before == (self.counters(), self.st.hist_reads)
             && self.is_settled();
-        if quiet && self.st.load.vms.is_empty() {
+        if quiet {
             self.quiet = Some(self.st.load.clone());
         }
         out

@@ -44,7 +44,7 @@ use keel_lcc::Value;
 use crate::host::wire::WireEnvelope;
 use crate::host::{
     self, CoreConfig, CoreError, CoreStats, HostAgent, HostLoad, Need, Output, Published, Rank,
-    Resolved, View, VmChoice, VmLoad,
+    Resolved, View, VmLoad,
 };
 use crate::negotiation::lcc::SEED_MODEL;
 use crate::negotiation::rank::{rank, Candidate, Ranked, Ranker};
@@ -1130,11 +1130,8 @@ impl Actor {
             .unwrap_or_else(|| crate::sim::keel::default_min_stay_s(model.as_deref()));
         self.core.set_min_stay_s(min_stay);
         // So does the choice of the VM to offer, as in the replay.
-        self.core.set_vm_choice(if model.is_some() {
-            VmChoice::Calm
-        } else {
-            VmChoice::Size
-        });
+        self.core
+            .set_vm_choice(crate::sim::keel::default_vm_choice(model.as_deref()));
         self.core.set_stability(model);
         // The interaction model starts afresh on each measurement; its exchange runs over TCP.
         let out = self.with_core(|c, v, t| c.tick(t, load, v));

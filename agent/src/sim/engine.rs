@@ -693,11 +693,6 @@ impl<'a> Engine<'a> {
 
     /// CloudSim's `isSuitableForVm`: core speed, free MIPS, and at creation memory and bandwidth.
     pub fn is_suitable(&self, h: usize, v: usize) -> bool {
-        let host = &self.hosts[h];
-        let vm = &self.vms[v];
-        if host.pe_mips < vm.req / f64::from(vm.pes) {
-            return false;
-        }
         self.suitable_with(h, v, self.available_mips(h))
     }
 

@@ -104,6 +104,16 @@ pub fn default_min_stay_s(model: Option<&ModelFile>) -> f64 {
     model.map_or(0.0, |m| m.window_s().max(3600.0))
 }
 
+/// How a host chooses the VM to offer by default: [`VmChoice::Calm`] with a stability model
+/// (the choice reads the histories the model is given), [`VmChoice::Size`] without.
+pub fn default_vm_choice(model: Option<&ModelFile>) -> VmChoice {
+    if model.is_some() {
+        VmChoice::Calm
+    } else {
+        VmChoice::Size
+    }
+}
+
 /// Transport and negotiation settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Transport {
@@ -117,11 +127,9 @@ pub struct Transport {
     pub max_tries: u32,
     /// Bidders asked in an auction.
     pub bidders: usize,
-    /// Minimum stay of a VM on a host, seconds (`None`: an hour with a stability model, none
-    /// without).
+    /// Minimum stay of a VM on a host, seconds (`None`: [`default_min_stay_s`]).
     pub min_stay_s: Option<f64>,
-    /// How a host chooses the VM to offer (`None`: [`VmChoice::Calm`] with a stability model,
-    /// [`VmChoice::Size`] without).
+    /// How a host chooses the VM to offer (`None`: [`default_vm_choice`]).
     pub vm_choice: Option<VmChoice>,
 }
 
@@ -320,11 +328,10 @@ impl Policy for KeelPolicy {
             let mut cfg = core_config(self.variant, &self.transport);
             cfg.step_s = e.sc.interval_s;
             cfg.stability = self.model.clone();
-            cfg.vm_choice = self.transport.vm_choice.unwrap_or(if self.model.is_some() {
-                VmChoice::Calm
-            } else {
-                VmChoice::Size
-            });
+            cfg.vm_choice = self
+                .transport
+                .vm_choice
+                .unwrap_or_else(|| default_vm_choice(self.model.as_deref()));
             cfg.min_stay_s = self
                 .transport
                 .min_stay_s
@@ -812,27 +819,6 @@ impl<'e> SimView<'e> {
         let cmp = |a: &(bool, f64, usize), b: &(bool, f64, usize)| {
             a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2))
         };
-        if k == 1 {
-            // The best one, in one pass and without a list (what discovery asks most).
-            let mut best: Option<(bool, f64, usize)> = None;
-            let mut consider = |h: usize| {
-                if ok(self, h) {
-                    let c = key(self, h);
-                    if best.is_none_or(|b| cmp(&c, &b).is_lt()) {
-                        best = Some(c);
-                    }
-                }
-            };
-            on.iter().copied().for_each(&mut consider);
-            if rank != Rank::Pack {
-                off.iter().copied().for_each(&mut consider);
-            } else if best.is_none() {
-                if let Some(h) = off.iter().copied().find(|&h| ok(self, h)) {
-                    best = Some(key(self, h));
-                }
-            }
-            return best.map(|b| vec![b.2]).unwrap_or_default();
-        }
         let mut hosts: Vec<usize> = on.iter().copied().filter(|&h| ok(self, h)).collect();
         if rank != Rank::Pack {
             hosts.extend(off.iter().copied().filter(|&h| ok(self, h)));
