@@ -5,7 +5,7 @@
 # whether the goals hold (energy <= LR-MMT-1.2, SLAV <= IQR-MMT-1.5, migrations <= 1/10 of
 # LR-MMT-1.2; model on vs off: migrations and thrash -30 % or better at <= +2 % energy).
 #
-#   scripts/days-table.sh [--model FILE] [--out DIR] DAY.parquet...
+#   scripts/days-table.sh [--model FILE] [--model-consult every|consolidation] [--out DIR] DAY.parquet...
 #
 # Uses $KEEL_AGENT if set, else the release binary under $CARGO_TARGET_DIR (or target/),
 # building it when missing. The days other than the shipped two come from the shared tarball:
@@ -13,15 +13,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=models/stability.json
+consult=every
 out=$(mktemp -d)
 while [[ $# -gt 0 ]]; do
     case $1 in
         --model) model=$2; shift 2 ;;
+        --model-consult) consult=$2; shift 2 ;;
         --out) out=$2; mkdir -p "$out"; shift 2 ;;
         *) break ;;
     esac
 done
-[[ $# -gt 0 ]] || { echo "usage: $0 [--model FILE] [--out DIR] DAY.parquet..." >&2; exit 2; }
+[[ $# -gt 0 ]] || { echo "usage: $0 [--model FILE] [--model-consult every|consolidation] [--out DIR] DAY.parquet..." >&2; exit 2; }
 bin=${KEEL_AGENT:-${CARGO_TARGET_DIR:-target}/release/keel-agent}
 if [[ ! -x $bin ]]; then
     cargo build --release --locked -p keel-agent >&2
@@ -33,7 +35,7 @@ done
 for day in "$@"; do
     name=$(basename "$day" .parquet)
     "$bin" replay --dataset "$day" --scenario cloudsim-planetlab --model "$model" \
-        --policies "$policies" --json --quiet > "$out/$name.json"
+        --model-consult "$consult" --policies "$policies" --json --quiet > "$out/$name.json"
 done
 python3 - "$out" "$@" <<'PY'
 import json, os, sys

@@ -61,6 +61,7 @@ fn args(path: &Path) -> ClusterArgs {
         eval_ms: None,
         warmup_ms: 2000,
         min_stay_s: None,
+        model_consult: keel_agent::host::ModelConsult::Every,
         json: true,
     }
 }

@@ -33,6 +33,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 
+use crate::host::ModelConsult;
 use crate::negotiation::rank::{ModelRanker, NoModel, Ranker};
 use crate::negotiation::{Outcome, Side, Timeouts};
 use crate::net::{ClusterKey, FaultPlan, NetCounts};
@@ -101,6 +102,10 @@ pub struct ClusterArgs {
     /// 3600; 0 without; as in replay).
     #[arg(long)]
     pub min_stay_s: Option<f64>,
+    /// Which offers a host checks with the stability model (with `--model`): `every` or
+    /// `consolidation` (as in replay).
+    #[arg(long, value_enum, default_value_t = ModelConsult::Every)]
+    pub model_consult: ModelConsult,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -537,6 +542,7 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<Report> {
         c.replay_order = replay_order;
         // Stays are counted in trace time, as the replay counts them.
         c.min_stay_s = args.min_stay_s;
+        c.model_consult = args.model_consult;
         c.time_scale = args.speedup;
         if let Some((pl, _)) = &fit {
             c.high = pl.high;

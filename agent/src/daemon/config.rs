@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use crate::host::ModelConsult;
 use crate::negotiation::Timeouts;
 use crate::net::ClusterKey;
 use crate::node::membership::Mode;
@@ -149,6 +150,8 @@ pub struct FileConfig {
     /// Minimum stay of a VM that migrated here, seconds (default: the stability model's window,
     /// at least an hour, while one is loaded; none otherwise).
     pub min_stay_s: Option<f64>,
+    /// Which offers are checked with the stability model: `every` (default) or `consolidation`.
+    pub model_consult: Option<ModelConsult>,
     /// The executor.
     #[serde(default)]
     pub executor: ExecutorFile,
@@ -216,6 +219,10 @@ pub struct RunArgs {
     /// loaded; 0 otherwise).
     #[arg(long, env = "KEEL_MIN_STAY_S")]
     pub min_stay_s: Option<f64>,
+    /// Which offers this host checks with the stability model: `every` offer (default), or only
+    /// `consolidation` (offers from hosts emptying themselves).
+    #[arg(long, env = "KEEL_MODEL_CONSULT", value_enum)]
+    pub model_consult: Option<ModelConsult>,
 }
 
 /// Checked settings of `keel-agent run`.
@@ -271,6 +278,8 @@ pub struct Settings {
     pub gossip_interval: Duration,
     /// Minimum stay, seconds (`None`: an hour while a stability model is loaded, none otherwise).
     pub min_stay_s: Option<f64>,
+    /// Which offers are checked with the stability model.
+    pub model_consult: ModelConsult,
 }
 
 /// Default peer port.
@@ -420,6 +429,7 @@ impl Settings {
             eval_interval: Duration::from_millis(file.eval_interval_ms.unwrap_or(5_000)),
             gossip_interval: Duration::from_millis(file.gossip_interval_ms.unwrap_or(1_000)),
             min_stay_s,
+            model_consult: cli.model_consult.or(file.model_consult).unwrap_or_default(),
         })
     }
 }
@@ -488,6 +498,28 @@ mod tests {
             Some(600.0)
         );
         assert_eq!(Settings::resolve(cli, f2).unwrap().min_stay_s, Some(60.0));
+        // Which offers the model checks: every one unless the file or the flag says otherwise.
+        assert_eq!(s.model_consult, ModelConsult::Every);
+        let f3: FileConfig = toml::from_str(&format!(
+            "id = \"a\"\ncluster_key = \"{KEY}\"\ncapacity = 100.0\nmodel_consult = \"consolidation\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            Settings::resolve(RunArgs::default(), f3.clone())
+                .unwrap()
+                .model_consult,
+            ModelConsult::Consolidation
+        );
+        let cli = RunArgs {
+            model_consult: Some(ModelConsult::Every),
+            ..RunArgs::default()
+        };
+        assert_eq!(
+            Settings::resolve(cli, f3).unwrap().model_consult,
+            ModelConsult::Every
+        );
+        let e = toml::from_str::<FileConfig>("model_consult = \"sometimes\"").unwrap_err();
+        assert!(e.to_string().contains("model_consult"), "{e}");
         assert_eq!(s.listen, "127.0.0.1:1".parse().unwrap());
         let e = toml::from_str::<FileConfig>("colour = 1").unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");

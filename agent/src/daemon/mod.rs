@@ -224,6 +224,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     nc.interaction_model = Some(interaction_model);
     nc.interaction_model_name = model_name;
     nc.min_stay_s = s.min_stay_s;
+    nc.model_consult = s.model_consult;
     let rt = runtime()?;
     rt.block_on(async move {
         let handle = node::spawn(nc, load, exec, Arc::clone(&ranker) as Arc<dyn Ranker>)

@@ -105,6 +105,23 @@ pub struct CoreConfig {
     /// [`VmChoice::Calm`] while a stability model is loaded (the choice reads the histories the
     /// model is given) and [`VmChoice::Size`] otherwise, unless configured.
     pub vm_choice: VmChoice,
+    /// Which offers a host asked to take a VM checks with the stability model.
+    pub model_consult: ModelConsult,
+}
+
+/// Which offers a receiver checks with the stability model (`canMigrate/3`, `price/3`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelConsult {
+    /// Every offer: a host declines any VM that the model expects to overload it.
+    #[default]
+    Every,
+    /// Only offers from hosts emptying themselves (consolidation), which are optional moves. An
+    /// overloaded host's VM has to go somewhere: declining it only sends it to an emptier or a
+    /// switched-off host while its host stays overloaded.
+    Consolidation,
 }
 
 /// How a host chooses the VM to offer (`overloaded/3`, `draining/3`).
@@ -148,6 +165,7 @@ impl Default for CoreConfig {
             min_stay_s: 0.0,
             repeat_quiet_ticks: true,
             vm_choice: VmChoice::Size,
+            model_consult: ModelConsult::Every,
         }
     }
 }
@@ -645,6 +663,14 @@ impl HostAgent {
         if self.cfg.vm_choice != c {
             self.quiet = None;
             self.cfg.vm_choice = c;
+        }
+    }
+
+    /// Replaces which offers are checked with the stability model ([`CoreConfig::model_consult`]).
+    pub fn set_model_consult(&mut self, c: ModelConsult) {
+        if self.cfg.model_consult != c {
+            self.quiet = None;
+            self.cfg.model_consult = c;
         }
     }
 

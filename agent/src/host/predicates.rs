@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use keel_lcc::{Directory, Knowledge, KnowledgeError, Program, Value};
 
 use super::view::{Need, Resolved, View};
-use super::{id_str, CoreConfig, Rank, State, VmChoice};
+use super::{id_str, CoreConfig, ModelConsult, Rank, State, VmChoice};
 
 /// Every predicate the agent registers, as `(name, arity)`.
 pub const PREDICATES: &[(&str, usize)] = &[
@@ -146,11 +146,14 @@ impl Cx<'_> {
     /// Whether the stability model says this host would overload with `need` added: it scores
     /// the projected series (this host's utilisation history plus the VM's demand history over
     /// this host's capacity; without the VM's history, its demand now). No model, or too short a
-    /// history of this host: `false`.
+    /// history of this host, or an offer [`CoreConfig::model_consult`] leaves unchecked: `false`.
     fn would_overload(&mut self, need: &Need) -> bool {
         let Some(m) = self.cfg.stability.as_deref() else {
             return false;
         };
+        if !need.drain && self.cfg.model_consult == ModelConsult::Consolidation {
+            return false;
+        }
         let cap = self.st.load.capacity;
         let n = m.window_samples(self.cfg.step_s);
         self.st.hist_reads += 1;

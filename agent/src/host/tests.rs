@@ -686,3 +686,73 @@ fn an_overloaded_host_sheds_a_vm_that_removes_the_excess_first() {
     // None removes it (an excess of 400): the largest.
     assert_eq!(shed(VmChoice::Calm, 0.15, &bare, &[0.55]), "2");
 }
+
+/// Host 1 at 30 % for the model's whole window (a model flagging a mean above `model_at`,
+/// consulted as `consult` says); host 0 with `vms`, VM 1 at its demand over the window.
+/// Returns the VMs that moved and host 1's vetoes.
+fn offer_consulting(
+    vms: &[(i64, f64)],
+    model_at: f64,
+    consult: ModelConsult,
+) -> (Vec<String>, u64) {
+    let p = compile_model("power-saving.lcc", POWER_SAVING).expect("model compiles");
+    let cfg = CoreConfig {
+        stability: Some(mean_model(model_at)),
+        model_consult: consult,
+        ..CoreConfig::default()
+    };
+    let mut ags: Vec<HostAgent> = (0..2)
+        .map(|i| HostAgent::new(Value::Int(i), Arc::clone(&p), cfg.clone(), 0).unwrap())
+        .collect();
+    let mut view = TestView::default();
+    let steps = cfg.stability.as_ref().unwrap().window_samples(cfg.step_s);
+    for k in 0..steps {
+        let mut l = load(&[(9, 300.0)]);
+        l.step_util = Some(0.3);
+        let _ = ags[1].tick(Time::from_secs_f64(k as f64), l, &mut view);
+    }
+    let mut l0 = load(vms);
+    for v in &mut l0.vms {
+        v.hist = vec![v.cpu; steps];
+    }
+    let q: Vec<(usize, Output)> = ags[0]
+        .tick(Time::ZERO, l0, &mut view)
+        .into_iter()
+        .map(|o| (0, o))
+        .collect();
+    let (executed, _) = pump(&mut ags, &mut view, q);
+    (
+        executed.into_iter().map(|(vm, _)| vm).collect(),
+        ags[1].stats().model_vetoes,
+    )
+}
+
+#[test]
+fn consulting_on_consolidation_only_lets_an_overloaded_hosts_vm_go_and_still_guards_drains() {
+    let one = |v: &str| vec![v.to_string()];
+    let none = Vec::<String>::new();
+    // Overloaded host 0 (0.95): VM 1 (500) would take host 1 to 0.8, above the model's 0.75.
+    let shed = [(1, 500.0), (2, 450.0)];
+    assert_eq!(
+        offer_consulting(&shed, 0.75, ModelConsult::Every),
+        (none.clone(), 1)
+    );
+    assert_eq!(
+        offer_consulting(&shed, 0.75, ModelConsult::Consolidation),
+        (one("1"), 0)
+    );
+    // Host 0 emptying itself (0.25): VM 1 would take host 1 to 0.55.
+    let drain = [(1, 250.0)];
+    assert_eq!(
+        offer_consulting(&drain, 0.75, ModelConsult::Consolidation),
+        (one("1"), 0)
+    );
+    assert_eq!(
+        offer_consulting(&drain, 0.5, ModelConsult::Consolidation),
+        (none.clone(), 1)
+    );
+    assert_eq!(
+        offer_consulting(&drain, 0.5, ModelConsult::Every),
+        (none, 1)
+    );
+}

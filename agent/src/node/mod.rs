@@ -43,8 +43,8 @@ use keel_lcc::Value;
 
 use crate::host::wire::WireEnvelope;
 use crate::host::{
-    self, CoreConfig, CoreError, CoreStats, HostAgent, HostLoad, Need, Output, Published, Rank,
-    Resolved, View, VmLoad,
+    self, CoreConfig, CoreError, CoreStats, HostAgent, HostLoad, ModelConsult, Need, Output,
+    Published, Rank, Resolved, View, VmLoad,
 };
 use crate::negotiation::lcc::SEED_MODEL;
 use crate::negotiation::rank::{rank, Candidate, Ranked, Ranker};
@@ -200,6 +200,8 @@ pub struct NodeConfig {
     /// ([`default_min_stay_s`](crate::sim::keel::default_min_stay_s)) while a stability model is
     /// loaded, none otherwise (as in the replay).
     pub min_stay_s: Option<f64>,
+    /// Which offers are checked with the stability model ([`CoreConfig::model_consult`]).
+    pub model_consult: ModelConsult,
     /// Seconds of host time per real second: 1 on hosts; a `cluster` replaying a trace faster
     /// sets its speed-up, so that a VM's stay is counted in trace time.
     pub time_scale: f64,
@@ -252,6 +254,7 @@ impl NodeConfig {
             rank: Rank::Pack,
             replay_order: false,
             min_stay_s: None,
+            model_consult: ModelConsult::Every,
             time_scale: 1.0,
         }
     }
@@ -1132,6 +1135,7 @@ impl Actor {
         // So does the choice of the VM to offer, as in the replay.
         self.core
             .set_vm_choice(crate::sim::keel::default_vm_choice(model.as_deref()));
+        self.core.set_model_consult(self.cfg.model_consult);
         self.core.set_stability(model);
         // The interaction model starts afresh on each measurement; its exchange runs over TCP.
         let out = self.with_core(|c, v, t| c.tick(t, load, v));

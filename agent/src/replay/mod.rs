@@ -24,7 +24,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use keel_core::model::ModelFile;
 
-use crate::host::VmChoice;
+use crate::host::{ModelConsult, VmChoice};
 use crate::sim::engine::HostSeries;
 use crate::sim::engine::PlacementCache;
 use crate::sim::heuristics::{Heuristic, NoMigration};
@@ -99,6 +99,11 @@ pub struct ReplayArgs {
     /// load first; see `VmChoice`). Default: `calm` for `+model` policies, `size` for the others.
     #[arg(long, value_enum)]
     pub vm_choice: Option<VmChoice>,
+    /// Which offers a Keel host asked to take a VM checks with the stability model (`+model`
+    /// policies): `every` offer, or only `consolidation` (offers from hosts emptying themselves;
+    /// an overloaded host's VM goes to the best host that fits, as without a model).
+    #[arg(long, value_enum, default_value_t = ModelConsult::Every)]
+    pub model_consult: ModelConsult,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -236,6 +241,7 @@ fn keel_args(name: &str, args: &ReplayArgs) -> anyhow::Result<KeelArgs> {
         seed: args.seed,
         min_stay_s: args.min_stay_s,
         vm_choice: args.vm_choice,
+        model_consult: args.model_consult,
         ..Transport::default()
     };
     Ok(KeelArgs(v, t))

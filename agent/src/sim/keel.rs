@@ -34,8 +34,8 @@ use super::engine::{Engine, Policy};
 use super::heuristics::{pabfd, Detector};
 use super::metrics::Negotiation;
 use crate::host::{
-    self, CoreConfig, HostAgent, HostLoad, Need, Output, Published, Rank, Recording, Resolved,
-    View, ViewCall, VmChoice, VmLoad,
+    self, CoreConfig, HostAgent, HostLoad, ModelConsult, Need, Output, Published, Rank, Recording,
+    Resolved, View, ViewCall, VmChoice, VmLoad,
 };
 use crate::time::Time;
 
@@ -131,6 +131,8 @@ pub struct Transport {
     pub min_stay_s: Option<f64>,
     /// How a host chooses the VM to offer (`None`: [`default_vm_choice`]).
     pub vm_choice: Option<VmChoice>,
+    /// Which offers a receiver checks with the stability model.
+    pub model_consult: ModelConsult,
 }
 
 impl Default for Transport {
@@ -143,6 +145,7 @@ impl Default for Transport {
             bidders: 3,
             min_stay_s: None,
             vm_choice: None,
+            model_consult: ModelConsult::Every,
         }
     }
 }
@@ -155,6 +158,7 @@ pub fn core_config(variant: Variant, t: &Transport) -> CoreConfig {
         rank: variant.rank(),
         accept_below: 0.9,
         vm_choice: t.vm_choice.unwrap_or_default(),
+        model_consult: t.model_consult,
         ..CoreConfig::default()
     }
 }
