@@ -149,6 +149,8 @@ fn bad_names_and_a_missing_model_are_refused() {
     assert!(format!("{err:#}").contains("--model"), "{err:#}");
     let err = replay(&args(&["--policies", "thr-mmt"])).unwrap_err();
     assert!(format!("{err:#}").contains("unknown policy"), "{err:#}");
+    let err = replay(&args(&["--min-stay-s=-60"])).unwrap_err();
+    assert!(format!("{err:#}").contains("--min-stay-s"), "{err:#}");
 }
 
 #[test]

@@ -261,6 +261,11 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
     if !(args.latency_ms.is_finite() && args.latency_ms >= 0.0) {
         bail!("--latency-ms must be >= 0");
     }
+    if let Some(m) = args.min_stay_s {
+        if !(m.is_finite() && m >= 0.0) {
+            bail!("--min-stay-s: must be a number of seconds, 0 or more, got {m}");
+        }
+    }
     let mut wl = Workload::from_parquet(&args.dataset)?;
     if let Some(n) = args.max_vms {
         wl = wl.take(n);
