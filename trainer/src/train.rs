@@ -4,9 +4,10 @@
 //! The rows are split by time with a gap of W + H and by host (see [`crate::dataset`]).
 //!
 //! The decision threshold is chosen on whole held-out training days (`--threshold-by days`, the
-//! default): the training side's rows are grouped by day (file, and day since the file's first
-//! row); for each day a model fitted on the other days (less the rows within W + H of that day in
-//! the same file, so no label window overlaps a scored feature window) scores that day's rows.
+//! default): the training side's rows are grouped by calendar day (UTC), across files, so that
+//! files covering the same days (per-host files, exports of several policies over one trace) are
+//! held out together; for each day a model fitted on the other days (less the rows within W + H
+//! of that day, so no label window overlaps a scored feature window) scores that day's rows.
 //! The pooled out-of-day scores give the threshold that maximises F1, and, on the rows whose host
 //! is below 0.8 now (`--candidates-below`), the model file's `candidate_threshold`. With more
 //! days than `--threshold-folds`, days are dealt round-robin into that many folds (each fold still
@@ -118,14 +119,13 @@ pub enum ThresholdBy {
 
 const DAY_MS: i64 = 86_400_000;
 
-/// Folds of whole days of the training rows `idx`: `(file, day since the file's first row)`
-/// groups, dealt round-robin into at most `max_folds` folds. Empty when there is one day only.
-pub fn day_folds(rows: &Rows, idx: &[usize], max_folds: usize) -> Vec<Vec<(u16, i64)>> {
-    let first = file_starts(rows);
-    let days: std::collections::BTreeSet<(u16, i64)> = idx
-        .iter()
-        .map(|i| (rows.file[*i], day_of(rows, &first, *i)))
-        .collect();
+/// Folds of whole days of the training rows `idx`: calendar days (UTC), across files, dealt
+/// round-robin into at most `max_folds` folds. Empty when there is one day only. A day is held
+/// out in every file at once: files of the same days (a collector's per-host files, or replay
+/// exports of several policies over the same trace) would otherwise leak the held-out day's
+/// load into the fit.
+pub fn day_folds(rows: &Rows, idx: &[usize], max_folds: usize) -> Vec<Vec<i64>> {
+    let days: std::collections::BTreeSet<i64> = idx.iter().map(|i| day_of(rows, *i)).collect();
     if days.len() < 2 {
         return Vec::new();
     }
@@ -137,40 +137,24 @@ pub fn day_folds(rows: &Rows, idx: &[usize], max_folds: usize) -> Vec<Vec<(u16, 
     folds
 }
 
-fn file_starts(rows: &Rows) -> BTreeMap<u16, i64> {
-    let mut first: BTreeMap<u16, i64> = BTreeMap::new();
-    for (f, t) in rows.file.iter().zip(&rows.t_ms) {
-        let e = first.entry(*f).or_insert(*t);
-        *e = (*e).min(*t);
-    }
-    first
-}
-
-fn day_of(rows: &Rows, first: &BTreeMap<u16, i64>, i: usize) -> i64 {
-    (rows.t_ms[i] - first[&rows.file[i]]).div_euclid(DAY_MS)
+/// The calendar day (UTC, days since 1970-01-01) of row `i`.
+fn day_of(rows: &Rows, i: usize) -> i64 {
+    rows.t_ms[i].div_euclid(DAY_MS)
 }
 
 /// Splits `idx` for one fold: rows of the fold's days are scored; rows of other days fit, except
-/// those within `gap_ms` of a fold day in the same file.
-fn fold_split(
-    rows: &Rows,
-    idx: &[usize],
-    fold: &[(u16, i64)],
-    gap_ms: i64,
-) -> (Vec<usize>, Vec<usize>) {
-    let first = file_starts(rows);
-    let held: std::collections::BTreeSet<(u16, i64)> = fold.iter().copied().collect();
+/// those within `gap_ms` of a fold day (in any file).
+fn fold_split(rows: &Rows, idx: &[usize], fold: &[i64], gap_ms: i64) -> (Vec<usize>, Vec<usize>) {
+    let held: std::collections::BTreeSet<i64> = fold.iter().copied().collect();
     let (mut fit, mut score) = (Vec::new(), Vec::new());
     for &i in idx {
-        let f = rows.file[i];
-        let d = day_of(rows, &first, i);
-        if held.contains(&(f, d)) {
+        if held.contains(&day_of(rows, i)) {
             score.push(i);
             continue;
         }
         let t = rows.t_ms[i];
-        let near = held.iter().filter(|(hf, _)| *hf == f).any(|(_, hd)| {
-            let lo = first[&f] + hd * DAY_MS;
+        let near = held.iter().any(|hd| {
+            let lo = hd * DAY_MS;
             let hi = lo + DAY_MS;
             t > lo - gap_ms && t < hi + gap_ms
         });
@@ -222,7 +206,7 @@ fn out_of_sample(
     if !oos.idx.is_empty() {
         let days: usize = folds.iter().map(Vec::len).sum();
         oos.how = format!(
-            "max F1 on whole held-out training days: {days} days (file, day) in {} folds ({skipped} skipped: one class or too few rows to fit), each scored by a model fitted on the other days less the rows within W + H of it",
+            "max F1 on whole held-out training days: {days} calendar days (UTC, every file at once) in {} folds ({skipped} skipped: one class or too few rows to fit), each scored by a model fitted on the other days less the rows within W + H of it",
             folds.len()
         );
         return Ok(oos);
@@ -538,7 +522,8 @@ fn chrono_now() -> String {
 mod tests {
     use super::*;
 
-    /// Rows every hour: file 0 over three days, file 1 over one day.
+    /// Rows every hour from 1970-01-01 00:00:01 UTC: file 0 over three days, file 1 over the
+    /// first of them (another host, or another policy's export of the same trace).
     fn rows() -> Rows {
         let mut r = Rows {
             width: 1,
@@ -559,29 +544,35 @@ mod tests {
     }
 
     #[test]
-    fn days_are_left_out_whole_with_a_gap() {
+    fn calendar_days_are_left_out_whole_in_every_file_with_a_gap() {
         let r = rows();
         let idx: Vec<usize> = (0..r.len()).collect();
         let folds = day_folds(&r, &idx, 8);
+        assert_eq!(folds, vec![vec![0], vec![1], vec![2]]);
+        // Day 0 held out: file 0's first day and all of file 1 score together; gap 2 h: file 0
+        // fits from 02:00 on day 1.
+        let (fit, score) = fold_split(&r, &idx, &folds[0], 2 * 3_600_000);
         assert_eq!(
-            folds,
-            vec![vec![(0, 0)], vec![(0, 1)], vec![(0, 2)], vec![(1, 0)]]
+            score,
+            [(0..24).collect::<Vec<_>>(), (72..96).collect()].concat()
         );
-        // Day 1 of file 0 held out, gap 2 h: its rows score; file 0's rows less than 2 h from it
-        // neither fit nor score; everything else fits.
+        assert_eq!(fit, (26..72).collect::<Vec<_>>());
+        // Day 1 held out: rows less than 2 h from it neither fit nor score, in either file.
         let (fit, score) = fold_split(&r, &idx, &folds[1], 2 * 3_600_000);
         assert_eq!(score, (24..48).collect::<Vec<_>>());
-        let fit0: Vec<usize> = fit.iter().copied().filter(|i| r.file[*i] == 0).collect();
         assert_eq!(
-            fit0,
-            [(0..23).collect::<Vec<_>>(), (50..72).collect()].concat()
+            fit,
+            [
+                (0..22).collect::<Vec<_>>(),
+                (50..72).collect(),
+                (72..94).collect()
+            ]
+            .concat()
         );
-        assert_eq!(fit.iter().filter(|i| r.file[**i] == 1).count(), 24);
         // Fewer folds than days: whole days dealt round-robin.
-        let two = day_folds(&r, &idx, 2);
-        assert_eq!(two, vec![vec![(0, 0), (0, 2)], vec![(0, 1), (1, 0)]]);
-        // One day only: no folds (the caller splits by time instead).
-        let one: Vec<usize> = (72..96).collect();
+        assert_eq!(day_folds(&r, &idx, 2), vec![vec![0, 2], vec![1]]);
+        // One day only, even over two files: no folds (the caller splits by time instead).
+        let one: Vec<usize> = (0..24).chain(72..96).collect();
         assert!(day_folds(&r, &one, 8).is_empty());
     }
 }

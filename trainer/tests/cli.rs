@@ -15,8 +15,14 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_keel-trainer"))
 }
 
-/// `n` VMs over `steps` 5-minute steps: a daily wave plus random bursts, CloudSim VM types.
+/// `n` VMs over `steps` 5-minute steps from 2011-03-03 00:00 UTC: a daily wave plus random
+/// bursts, CloudSim VM types.
 fn vm_file(dir: &Path, name: &str, n: usize, steps: i64, seed: u64) -> PathBuf {
+    vm_file_on(dir, name, n, steps, seed, 0)
+}
+
+/// As [`vm_file`], starting `day` days later.
+fn vm_file_on(dir: &Path, name: &str, n: usize, steps: i64, seed: u64, day: i64) -> PathBuf {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut inv = Inventory::default();
     let mut rows = Vec::new();
@@ -33,7 +39,7 @@ fn vm_file(dir: &Path, name: &str, n: usize, steps: i64, seed: u64) -> PathBuf {
             let wave = 0.15 * ((t as f64) / 288.0 * std::f64::consts::TAU).sin();
             let u = (base + wave + burst + rng.gen_range(-0.05..0.05)).clamp(0.0, 1.0);
             rows.push(Sample {
-                ts_ms: 1_299_110_400_000 + t * 300_000,
+                ts_ms: 1_299_110_400_000 + day * 86_400_000 + t * 300_000,
                 host_id: None,
                 vm_id: Some(id.clone()),
                 metrics: Metrics {
@@ -305,7 +311,7 @@ fn threshold_is_chosen_on_held_out_days() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let a = vm_file(d, "a.parquet", 120, 288, 11);
-    let b = vm_file(d, "b.parquet", 120, 288, 12);
+    let b = vm_file_on(d, "b.parquet", 120, 288, 12, 1);
     let model = d.join("m.json");
     let (ok, out, err) = run(bin()
         .args(["train", "--data"])
@@ -319,7 +325,8 @@ fn threshold_is_chosen_on_held_out_days() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(how.contains("2 days (file, day) in 2 folds"), "{how}");
+    assert!(how.contains("2 calendar days"), "{how}");
+    assert!(how.contains("in 2 folds"), "{how}");
     let c = m.candidate_threshold.expect("a candidate threshold");
     assert_eq!(c.below_util, 0.8);
     assert!(m.metrics.contains_key("candidates_f1"), "{:?}", m.metrics);
@@ -328,6 +335,22 @@ fn threshold_is_chosen_on_held_out_days() {
         .args(["train", "--threshold-by", "inner", "--data"])
         .arg(&a)
         .arg(&b)
+        .arg("-o")
+        .arg(&model));
+    assert!(ok, "{out}\n{err}");
+    let m = keel_core::model::ModelFile::load(&model).unwrap();
+    let how = m.provenance.hyperparameters["split"]["threshold"]
+        .as_str()
+        .unwrap();
+    assert!(how.starts_with("max F1 on the last 25%"), "{how}");
+    // Two files of the same day (two hosts, or two policies' exports of one trace) are one day:
+    // holding out one file's day while fitting on the other's would leak it, so the training
+    // side is split by time instead.
+    let b0 = vm_file(d, "b0.parquet", 120, 288, 12);
+    let (ok, out, err) = run(bin()
+        .args(["train", "--data"])
+        .arg(&a)
+        .arg(&b0)
         .arg("-o")
         .arg(&model));
     assert!(ok, "{out}\n{err}");
