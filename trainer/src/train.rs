@@ -364,6 +364,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     )?;
     let val_y: Vec<bool> = oos.idx.iter().map(|i| y[*i]).collect();
     let threshold = best_f1_threshold(&oos.scores, &val_y);
+    let flagged = oos.scores.iter().filter(|s| **s >= threshold).count();
+    let positives = val_y.iter().filter(|v| **v).count();
+    if oos.scores.len() >= 20 && flagged * 10 >= oos.scores.len() * 9 && positives * 2 < val_y.len()
+    {
+        tracing::warn!(
+            threshold,
+            flagged,
+            rows = oos.scores.len(),
+            positives,
+            "the threshold flags nearly every out-of-sample row: the held-out days' scores do not \
+             separate the classes at any better threshold (too few or too unlike training days; \
+             more days, or --threshold-by inner)"
+        );
+    }
     let candidate_threshold = if args.candidates_below > 0.0 {
         let cand = candidate_rows(&rows, &schema, &oos.idx, args.candidates_below);
         let cs: Vec<f64> = cand.iter().map(|k| oos.scores[*k]).collect();
