@@ -364,20 +364,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     )?;
     let val_y: Vec<bool> = oos.idx.iter().map(|i| y[*i]).collect();
     let threshold = best_f1_threshold(&oos.scores, &val_y);
-    let flagged = oos.scores.iter().filter(|s| **s >= threshold).count();
-    let positives = val_y.iter().filter(|v| **v).count();
-    if oos.scores.len() >= 20 && flagged * 10 >= oos.scores.len() * 9 && positives * 2 < val_y.len()
-    {
-        tracing::warn!(
-            threshold,
-            flagged,
-            rows = oos.scores.len(),
-            positives,
-            "the threshold flags nearly every out-of-sample row: the held-out days' scores do not \
-             separate the classes at any better threshold (too few or too unlike training days; \
-             more days, or --threshold-by inner)"
-        );
-    }
     let candidate_threshold = if args.candidates_below > 0.0 {
         let cand = candidate_rows(&rows, &schema, &oos.idx, args.candidates_below);
         let cs: Vec<f64> = cand.iter().map(|k| oos.scores[*k]).collect();
@@ -397,6 +383,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let fit_s = fit_started.elapsed().as_secs_f64();
     let test_y: Vec<bool> = test_idx.iter().map(|i| y[*i]).collect();
     let m = metrics(&test_scores, &test_y, threshold, true);
+    // Flagging every row has F1 2p / (n + p): a threshold barely above that separates nothing.
+    let positives = test_y.iter().filter(|v| **v).count();
+    let f1_all = 2.0 * positives as f64 / (test_y.len() + positives).max(1) as f64;
+    if positives > 0 && m.f1 < 1.25 * f1_all {
+        tracing::warn!(
+            threshold,
+            f1 = m.f1,
+            f1_flagging_every_row = f1_all,
+            "at this threshold the held-out F1 is barely above flagging every row: the threshold \
+             chosen out of sample does not carry over (too few or too unlike training days; more \
+             days, or --threshold-by inner)"
+        );
+    }
 
     if let Some(path) = &args.export_matrix {
         let x = matrix(&rows, &train_idx);
