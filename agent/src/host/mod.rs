@@ -31,11 +31,12 @@ pub mod view;
 pub mod wire;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use keel_lcc::{Envelope, Peer, Program, Value};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use crate::negotiation::{
@@ -366,15 +367,15 @@ pub(crate) struct State {
     pub(crate) mem: f64,
     pub(crate) draining: bool,
     pub(crate) incoming: bool,
-    pub(crate) moved: HashSet<String>,
-    pub(crate) tried: HashMap<String, (u32, Vec<Value>)>,
-    pub(crate) exhausted: HashSet<String>,
+    pub(crate) moved: FxHashSet<String>,
+    pub(crate) tried: FxHashMap<String, (u32, Vec<Value>)>,
+    pub(crate) exhausted: FxHashSet<String>,
     /// Reservations this host's model made (`canMigrate`), by VM: CPU and memory.
-    pub(crate) promises: HashMap<String, (f64, f64)>,
+    pub(crate) promises: FxHashMap<String, (f64, f64)>,
     /// Agreed migrations waiting for the commit layer: VM key, CPU, target.
     pub(crate) commits: VecDeque<(String, f64, String)>,
     /// The target of each agreed migration, as the model named it.
-    pub(crate) targets: HashMap<String, Value>,
+    pub(crate) targets: FxHashMap<String, Value>,
     /// The seed model's VM picked by `overloaded/1`.
     pub(crate) last_pick: Option<Need>,
     /// This host's CPU utilisation at the last measurements, oldest first (bounded).
