@@ -500,6 +500,8 @@ pub struct HostAgent {
     /// The last measurement, when the tick it started was quiet (see [`HostAgent::tick`]) and
     /// nothing reached the agent since: a tick with the same measurement would do the same.
     quiet: Option<HostLoad>,
+    /// The messages one step of the peer sends (empty between steps; kept for its buffer).
+    sent: Vec<Envelope>,
 }
 
 impl HostAgent {
@@ -529,6 +531,7 @@ impl HostAgent {
             busy: false,
             role: String::new(),
             quiet: None,
+            sent: Vec::new(),
         })
     }
 
@@ -947,7 +950,7 @@ impl HostAgent {
     }
 
     fn step(&mut self, now: Time, view: &mut dyn View, out: &mut Vec<Output>) {
-        let mut sent = Vec::new();
+        let mut sent = std::mem::take(&mut self.sent);
         let result = {
             let cx = RefCell::new(predicates::Cx {
                 me: &self.me,
@@ -965,7 +968,7 @@ impl HostAgent {
             tracing::warn!(agent = %self.me_str, error = %e, "Interaction model failed; back to the initial role.");
             _ = self.peer.timeout();
         }
-        for env in sent {
+        for env in sent.drain(..) {
             let name = env.body.name().unwrap_or("?");
             match self.st.stats.lcc_sent.get_mut(name) {
                 Some(c) => *c += 1,
@@ -976,6 +979,7 @@ impl HostAgent {
                 env,
             });
         }
+        self.sent = sent;
         let name = self.peer.role_name();
         self.busy = self.role_is_busy(name.unwrap_or(""));
         let name = name.unwrap_or("?");

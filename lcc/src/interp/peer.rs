@@ -453,18 +453,17 @@ impl Peer {
             }
             k += 1;
         }
-        let cells = queue
-            .iter()
-            .map(|&i| {
-                old.get(i as usize).and_then(Option::as_ref).map(|v| {
-                    if v.is_ground() {
-                        v.clone()
-                    } else {
-                        v.map_vars(&mut |id| Value::Var(map[id as usize]))
-                    }
-                })
+        // The store keeps its capacity: it grows back at once as the peer goes on.
+        let mut cells = Vec::with_capacity(old.capacity());
+        cells.extend(queue.iter().map(|&i| {
+            old.get(i as usize).and_then(Option::as_ref).map(|v| {
+                if v.is_ground() {
+                    v.clone()
+                } else {
+                    v.map_vars(&mut |id| Value::Var(map[id as usize]))
+                }
             })
-            .collect();
+        }));
         self.store.cells = cells;
         rebase(&mut self.root, &map);
         self.live_cells = self.store.cells.len();
