@@ -1,14 +1,15 @@
 //! Runtime terms: [`Value`]. Atoms and strings are `Arc<str>` (cheap to clone and to compare;
 //! a [`crate::Program`] interns its atoms so equal atoms usually share one allocation). Lists are
 //! cons cells whose drop is iterative, so long lists cannot overflow the stack.
+//!
+//! Every compound and list cell records, when it is made, whether it contains a variable, so
+//! [`Value::is_ground`] is constant time and the interpreter shares ground subterms (a clone is
+//! a reference count) instead of walking or copying them.
 
 use std::fmt;
 use std::sync::Arc;
 
 use crate::print;
-
-/// Nesting up to which [`Value::is_ground`] recurses instead of keeping a stack on the heap.
-const GROUND_DEPTH: u32 = 32;
 
 /// An unbound variable's index in a peer's binding store.
 pub type VarId = u32;
@@ -35,22 +36,43 @@ pub enum Value {
     Var(VarId),
 }
 
-/// A compound term's functor and arguments.
+/// A compound term's functor and arguments (made by [`Value::compound`] and friends, which
+/// record whether it is ground).
 #[derive(Debug)]
 pub struct Compound {
     /// Functor name.
     pub name: Arc<str>,
     /// Arguments.
     pub args: Box<[Value]>,
+    /// No variable in `args`.
+    ground: bool,
 }
 
-/// A list cell.
+/// A list cell (made by [`Value::list`] and friends, which record whether it is ground).
 #[derive(Debug)]
 pub struct Cons {
     /// First item.
     pub head: Value,
     /// The rest of the list.
     pub tail: Value,
+    /// No variable in `head` or `tail`.
+    ground: bool,
+}
+
+impl Compound {
+    /// `name(args...)` (at least one argument).
+    pub(crate) fn new(name: Arc<str>, args: Box<[Value]>) -> Self {
+        let ground = args.iter().all(Value::is_ground);
+        Self { name, args, ground }
+    }
+}
+
+impl Cons {
+    /// `[head | tail]`.
+    pub(crate) fn new(head: Value, tail: Value) -> Self {
+        let ground = head.is_ground() && tail.is_ground();
+        Self { head, tail, ground }
+    }
 }
 
 impl Drop for Cons {
@@ -120,10 +142,7 @@ impl Value {
         if args.is_empty() {
             Self::Atom(name)
         } else {
-            Self::Compound(Arc::new(Compound {
-                name,
-                args: args.into_boxed_slice(),
-            }))
+            Self::Compound(Arc::new(Compound::new(name, args.into_boxed_slice())))
         }
     }
 
@@ -136,10 +155,9 @@ impl Value {
     /// `[items... | tail]`.
     #[must_use]
     pub fn list_with_tail(items: Vec<Self>, tail: Self) -> Self {
-        items
-            .into_iter()
-            .rev()
-            .fold(tail, |tail, head| Self::Cons(Arc::new(Cons { head, tail })))
+        items.into_iter().rev().fold(tail, |tail, head| {
+            Self::Cons(Arc::new(Cons::new(head, tail)))
+        })
     }
 
     /// The name of an atom, or the functor name of a compound.
@@ -207,75 +225,38 @@ impl Value {
         }
     }
 
-    /// Does the value contain no variable?
+    /// Does the value contain no variable? Constant time: compounds and list cells know.
     #[must_use]
+    #[inline]
     pub fn is_ground(&self) -> bool {
-        // Shallow terms (nearly all of them) without allocating; deeper ones with a heap stack.
-        match self.ground_within(GROUND_DEPTH) {
-            Some(g) => g,
-            None => self.ground_deep(),
+        match self {
+            Self::Var(_) => false,
+            Self::Compound(c) => c.ground,
+            Self::Cons(c) => c.ground,
+            _ => true,
         }
-    }
-
-    /// [`Value::is_ground`] by recursion at most `depth` compounds deep (`None`: deeper).
-    /// Lists and last arguments are followed by iteration.
-    fn ground_within(&self, depth: u32) -> Option<bool> {
-        let mut v = self;
-        loop {
-            match v {
-                Self::Var(_) => return Some(false),
-                Self::Compound(c) => {
-                    let (last, init) = c.args.split_last()?;
-                    let d = depth.checked_sub(1)?;
-                    for a in init {
-                        if !a.ground_within(d)? {
-                            return Some(false);
-                        }
-                    }
-                    v = last;
-                }
-                Self::Cons(c) => {
-                    let d = depth.checked_sub(1)?;
-                    if !c.head.ground_within(d)? {
-                        return Some(false);
-                    }
-                    v = &c.tail;
-                }
-                _ => return Some(true),
-            }
-        }
-    }
-
-    fn ground_deep(&self) -> bool {
-        let mut stack = vec![self];
-        while let Some(v) = stack.pop() {
-            match v {
-                Self::Var(_) => return false,
-                Self::Compound(c) => stack.extend(c.args.iter()),
-                Self::Cons(c) => {
-                    stack.push(&c.head);
-                    stack.push(&c.tail);
-                }
-                _ => {}
-            }
-        }
-        true
     }
 
     /// Same value with every variable renumbered through `f` (used to move values between
-    /// binding stores).
+    /// binding stores). Ground subterms are shared, not copied.
     #[must_use]
     pub fn map_vars(&self, f: &mut dyn FnMut(VarId) -> Self) -> Self {
+        if self.is_ground() {
+            return self.clone();
+        }
         match self {
             Self::Var(v) => f(*v),
-            Self::Compound(c) => Self::Compound(Arc::new(Compound {
-                name: Arc::clone(&c.name),
-                args: c.args.iter().map(|a| a.map_vars(f)).collect(),
-            })),
+            Self::Compound(c) => Self::Compound(Arc::new(Compound::new(
+                Arc::clone(&c.name),
+                c.args.iter().map(|a| a.map_vars(f)).collect(),
+            ))),
             Self::Cons(_) => {
                 let mut items = Vec::new();
                 let mut cur = self;
                 while let Self::Cons(c) = cur {
+                    if c.ground {
+                        break;
+                    }
                     items.push(c.head.map_vars(f));
                     cur = &c.tail;
                 }

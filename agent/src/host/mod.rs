@@ -31,11 +31,12 @@ pub mod view;
 pub mod wire;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use keel_lcc::{Envelope, Peer, Program, Value};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use crate::negotiation::{
@@ -384,15 +385,15 @@ pub(crate) struct State {
     pub(crate) mem: f64,
     pub(crate) draining: bool,
     pub(crate) incoming: bool,
-    pub(crate) moved: HashSet<String>,
-    pub(crate) tried: HashMap<String, (u32, Vec<Value>)>,
-    pub(crate) exhausted: HashSet<String>,
+    pub(crate) moved: FxHashSet<String>,
+    pub(crate) tried: FxHashMap<String, (u32, Vec<Value>)>,
+    pub(crate) exhausted: FxHashSet<String>,
     /// Reservations this host's model made (`canMigrate`), by VM: CPU and memory.
-    pub(crate) promises: HashMap<String, (f64, f64)>,
+    pub(crate) promises: FxHashMap<String, (f64, f64)>,
     /// Agreed migrations waiting for the commit layer: VM key, CPU, target.
     pub(crate) commits: VecDeque<(String, f64, String)>,
     /// The target of each agreed migration, as the model named it.
-    pub(crate) targets: HashMap<String, Value>,
+    pub(crate) targets: FxHashMap<String, Value>,
     /// The seed model's VM picked by `overloaded/1`.
     pub(crate) last_pick: Option<Need>,
     /// This host's CPU utilisation at the last measurements, oldest first (bounded).
@@ -517,6 +518,8 @@ pub struct HostAgent {
     /// The last measurement, when the tick it started was quiet (see [`HostAgent::tick`]) and
     /// nothing reached the agent since: a tick with the same measurement would do the same.
     quiet: Option<HostLoad>,
+    /// The messages one step of the peer sends (empty between steps; kept for its buffer).
+    sent: Vec<Envelope>,
 }
 
 impl HostAgent {
@@ -546,6 +549,7 @@ impl HostAgent {
             busy: false,
             role: String::new(),
             quiet: None,
+            sent: Vec::new(),
         })
     }
 
@@ -972,7 +976,7 @@ impl HostAgent {
     }
 
     fn step(&mut self, now: Time, view: &mut dyn View, out: &mut Vec<Output>) {
-        let mut sent = Vec::new();
+        let mut sent = std::mem::take(&mut self.sent);
         let result = {
             let cx = RefCell::new(predicates::Cx {
                 me: &self.me,
@@ -990,7 +994,7 @@ impl HostAgent {
             tracing::warn!(agent = %self.me_str, error = %e, "Interaction model failed; back to the initial role.");
             _ = self.peer.timeout();
         }
-        for env in sent {
+        for env in sent.drain(..) {
             let name = env.body.name().unwrap_or("?");
             match self.st.stats.lcc_sent.get_mut(name) {
                 Some(c) => *c += 1,
@@ -1001,6 +1005,7 @@ impl HostAgent {
                 env,
             });
         }
+        self.sent = sent;
         let name = self.peer.role_name();
         self.busy = self.role_is_busy(name.unwrap_or(""));
         let name = name.unwrap_or("?");

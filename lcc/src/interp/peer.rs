@@ -132,6 +132,8 @@ pub struct Peer {
     events: u64,
     budget: usize,
     live_cells: usize,
+    /// A constraint call's arguments, kept between calls to save an allocation per call.
+    args: Vec<Value>,
 }
 
 impl Peer {
@@ -155,6 +157,7 @@ impl Peer {
             events: 0,
             budget: DEFAULT_STEP_BUDGET,
             live_cells: 0,
+            args: Vec::new(),
         };
         p.root = p.start_state()?;
         Ok(p)
@@ -167,12 +170,12 @@ impl Peer {
             let cl = &prog.clauses[c as usize];
             let m = self.store.mark();
             let base = self.store.alloc(cl.nvars);
-            let role = Store::inst(&cl.role, base);
-            let id = Store::inst(&cl.id, base);
             let mut map = HashMap::new();
             let want_role = self.store.import(&self.initial_role, &mut map);
             let want_id = self.store.import(&self.id, &mut map);
-            if self.store.unify(&role, &want_role) && self.store.unify(&id, &want_id) {
+            if self.store.unify_tpl(&cl.role, base, &want_role)
+                && self.store.unify_tpl(&cl.id, base, &want_id)
+            {
                 self.store.commit();
                 return Ok(St::Role(Box::new(Frame {
                     clause: c,
@@ -359,6 +362,7 @@ impl Peer {
                 out,
                 id: &self.id,
                 probe: Vec::new(),
+                args: &mut self.args,
                 depth: 0,
             };
             while fired < self.budget {
@@ -426,6 +430,9 @@ impl Peer {
             if let Some(Some(v)) = old.get(queue[k] as usize) {
                 let mut stack = vec![v];
                 while let Some(v) = stack.pop() {
+                    if v.is_ground() {
+                        continue;
+                    }
                     match v {
                         Value::Var(id) => {
                             if let Some(slot) = map.get_mut(*id as usize) {
@@ -446,18 +453,17 @@ impl Peer {
             }
             k += 1;
         }
-        let cells = queue
-            .iter()
-            .map(|&i| {
-                old.get(i as usize).and_then(Option::as_ref).map(|v| {
-                    if v.is_ground() {
-                        v.clone()
-                    } else {
-                        v.map_vars(&mut |id| Value::Var(map[id as usize]))
-                    }
-                })
+        // The store keeps its capacity: it grows back at once as the peer goes on.
+        let mut cells = Vec::with_capacity(old.capacity());
+        cells.extend(queue.iter().map(|&i| {
+            old.get(i as usize).and_then(Option::as_ref).map(|v| {
+                if v.is_ground() {
+                    v.clone()
+                } else {
+                    v.map_vars(&mut |id| Value::Var(map[id as usize]))
+                }
             })
-            .collect();
+        }));
         self.store.cells = cells;
         rebase(&mut self.root, &map);
         self.live_cells = self.store.cells.len();
@@ -520,6 +526,8 @@ struct Cx<'a> {
     probe: Vec<u32>,
     /// Role frames around the node being advanced.
     depth: usize,
+    /// The peer's buffer for a constraint call's arguments (empty between calls).
+    args: &'a mut Vec<Value>,
 }
 
 fn par(a: St, b: St) -> St {
@@ -669,7 +677,6 @@ impl Cx<'_> {
                 }),
             );
         }
-        let id_v = Store::inst(id, fr.base);
         let prog = self.prog;
         let dynamic: Vec<u32>;
         let clauses = match prog.call_clauses(n) {
@@ -688,8 +695,8 @@ impl Cx<'_> {
             let cl = &prog.clauses[c as usize];
             let m2 = self.store.mark();
             let base = self.store.alloc(cl.nvars);
-            if self.store.unify(&Store::inst(&cl.role, base), &role_v)
-                && self.store.unify(&Store::inst(&cl.id, base), &id_v)
+            if self.store.unify_tpl(&cl.role, base, &role_v)
+                && self.store.unify_tpls(&cl.id, base, id, fr.base)
             {
                 if !probing {
                     let inner = St::Init(cl.body);
@@ -806,18 +813,21 @@ impl Cx<'_> {
         if self.inbox.is_empty() {
             return Ok(false);
         }
-        let pat = Store::inst(msg, fr.base);
         let role_pat = self.store.inst_resolved(role, fr.base);
-        let id_pat = Store::inst(id, fr.base);
         for i in 0..self.inbox.len() {
-            let m = self.store.mark();
             let env = &self.inbox[i];
+            // A message of another name cannot match: skip it without importing it.
+            if self.store.functors_differ(msg, fr.base, &env.body) {
+                continue;
+            }
+            let m = self.store.mark();
             let mut map = HashMap::new();
             let body = self.store.import(&env.body, &mut map);
-            let ok = self.store.unify(&pat, &body) && {
+            let ok = self.store.unify_tpl(msg, fr.base, &body) && {
                 let from_role = self.store.import(&env.from.role, &mut map);
                 let from_id = self.store.import(&env.from.id, &mut map);
-                self.role_matches(&role_pat, &from_role) && self.store.unify(&id_pat, &from_id)
+                self.role_matches(&role_pat, &from_role)
+                    && self.store.unify_tpl(id, fr.base, &from_id)
             };
             let ok = ok
                 && match guard {
@@ -865,6 +875,65 @@ impl Cx<'_> {
         }
     }
 
+    /// Asks [`Knowledge`] for predicate `name` with `vals` and unifies the values it returns.
+    fn call_pred(
+        &mut self,
+        name: &str,
+        vals: &[Value],
+        span: Span,
+        fr: FrameRef,
+    ) -> Result<bool, Error> {
+        match self.k.solve(name, vals) {
+            Ok(None) => Ok(false),
+            Ok(Some(outs)) => {
+                if outs.len() != vals.len() {
+                    let message = format!(
+                        "returned {} values for {} arguments",
+                        outs.len(),
+                        vals.len()
+                    );
+                    return Err(
+                        self.rt_error(fr, span, |agent, role| RuntimeError::Predicate {
+                            name: name.to_string(),
+                            arity: vals.len(),
+                            message,
+                            agent,
+                            role,
+                        }),
+                    );
+                }
+                for (v, o) in vals.iter().zip(outs) {
+                    let o = self.store.sanitize(o);
+                    if !self.store.unify(v, &o) {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Err(KnowledgeError::Unknown) => {
+                Err(
+                    self.rt_error(fr, span, |agent, role| RuntimeError::UnknownPredicate {
+                        name: name.to_string(),
+                        arity: vals.len(),
+                        agent,
+                        role,
+                    }),
+                )
+            }
+            Err(KnowledgeError::Failed(message)) => {
+                Err(
+                    self.rt_error(fr, span, |agent, role| RuntimeError::Predicate {
+                        name: name.to_string(),
+                        arity: vals.len(),
+                        message,
+                        agent,
+                        role,
+                    }),
+                )
+            }
+        }
+    }
+
     /// Evaluates a constraint. On `Ok(false)` the caller undoes to its mark.
     fn eval(&mut self, c: &CCons, fr: FrameRef) -> Result<bool, Error> {
         match c {
@@ -874,67 +943,18 @@ impl Cx<'_> {
                     ("fail" | "false", 0) => return Ok(false),
                     _ => {}
                 }
-                let vals: Vec<Value> = args
-                    .iter()
-                    .map(|a| self.store.inst_resolved(a, fr.base))
-                    .collect();
-                match self.k.solve(name, &vals) {
-                    Ok(None) => Ok(false),
-                    Ok(Some(outs)) => {
-                        if outs.len() != vals.len() {
-                            let message = format!(
-                                "returned {} values for {} arguments",
-                                outs.len(),
-                                vals.len()
-                            );
-                            return Err(self.rt_error(fr, *span, |agent, role| {
-                                RuntimeError::Predicate {
-                                    name: name.to_string(),
-                                    arity: vals.len(),
-                                    message,
-                                    agent,
-                                    role,
-                                }
-                            }));
-                        }
-                        for (v, o) in vals.iter().zip(outs) {
-                            let o = self.store.sanitize(o);
-                            if !self.store.unify(v, &o) {
-                                return Ok(false);
-                            }
-                        }
-                        Ok(true)
-                    }
-                    Err(KnowledgeError::Unknown) => Err(self.rt_error(fr, *span, |agent, role| {
-                        RuntimeError::UnknownPredicate {
-                            name: name.to_string(),
-                            arity: vals.len(),
-                            agent,
-                            role,
-                        }
-                    })),
-                    Err(KnowledgeError::Failed(message)) => {
-                        Err(
-                            self.rt_error(fr, *span, |agent, role| RuntimeError::Predicate {
-                                name: name.to_string(),
-                                arity: vals.len(),
-                                message,
-                                agent,
-                                role,
-                            }),
-                        )
-                    }
-                }
+                let mut vals = std::mem::take(self.args);
+                vals.extend(args.iter().map(|a| self.store.inst_resolved(a, fr.base)));
+                let r = self.call_pred(name, &vals, *span, fr);
+                vals.clear();
+                *self.args = vals;
+                r
             }
             CCons::Cmp { op, l, r, span } => match op {
-                CmpOp::Unify => {
-                    let (a, b) = (Store::inst(l, fr.base), Store::inst(r, fr.base));
-                    Ok(self.store.unify(&a, &b))
-                }
+                CmpOp::Unify => Ok(self.store.unify_tpls(l, fr.base, r, fr.base)),
                 CmpOp::NotUnify => {
-                    let (a, b) = (Store::inst(l, fr.base), Store::inst(r, fr.base));
                     let m = self.store.mark();
-                    let u = self.store.unify(&a, &b);
+                    let u = self.store.unify_tpls(l, fr.base, r, fr.base);
                     self.store.undo(m);
                     Ok(!u)
                 }

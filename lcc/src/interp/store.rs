@@ -18,7 +18,7 @@ pub(crate) struct Store {
     pub(crate) cells: Vec<Option<Value>>,
     trail: Vec<VarId>,
     /// The unifier's work list, kept between calls (empty outside [`Store::unify`]).
-    pairs: Vec<(Value, Value)>,
+    pairs: Vec<(Value, u32, Value, u32)>,
 }
 
 impl Store {
@@ -72,16 +72,36 @@ impl Store {
         }
     }
 
-    /// Does `id` occur in `v` (with bindings applied)?
-    fn occurs(&self, id: VarId, v: &Value) -> bool {
-        let mut stack = vec![v];
-        while let Some(v) = stack.pop() {
-            match self.deref(v) {
-                Value::Var(x) if *x == id => return true,
-                Value::Compound(c) => stack.extend(c.args.iter()),
+    /// `v` (whose variables are numbered from `base`) with bindings followed: the value and the
+    /// base its variables are numbered from (0 once a binding was followed: the store's values
+    /// number their variables absolutely).
+    fn deref_at<'a>(&'a self, mut v: &'a Value, mut base: u32) -> (&'a Value, u32) {
+        while let Value::Var(s) = v {
+            match self.cells.get((base + s) as usize) {
+                Some(Some(next)) => {
+                    v = next;
+                    base = 0;
+                }
+                _ => break,
+            }
+        }
+        (v, base)
+    }
+
+    /// Does `id` occur in `v` (variables numbered from `base`, bindings applied)?
+    fn occurs(&self, id: VarId, v: &Value, base: u32) -> bool {
+        let mut stack = vec![(v, base)];
+        while let Some((v, base)) = stack.pop() {
+            let (v, base) = self.deref_at(v, base);
+            if v.is_ground() {
+                continue;
+            }
+            match v {
+                Value::Var(x) if base + *x == id => return true,
+                Value::Compound(c) => stack.extend(c.args.iter().map(|a| (a, base))),
                 Value::Cons(c) => {
-                    stack.push(&c.head);
-                    stack.push(&c.tail);
+                    stack.push((&c.head, base));
+                    stack.push((&c.tail, base));
                 }
                 _ => {}
             }
@@ -91,41 +111,100 @@ impl Store {
 
     /// Unifies `a` and `b` (with occurs check); on failure some bindings may remain: undo to a mark.
     pub(crate) fn unify(&mut self, a: &Value, b: &Value) -> bool {
+        self.unify_at(a, 0, b, 0)
+    }
+
+    /// [`Store::unify`] of `inst(tpl, base)` and `v`, without making the instance.
+    pub(crate) fn unify_tpl(&mut self, tpl: &Tpl, base: u32, v: &Value) -> bool {
+        self.unify_at(&tpl.v, base, v, 0)
+    }
+
+    /// Whether `inst(tpl, base)` and `v` have different principal functors (both atoms or
+    /// compounds, with different names or arities): then [`Store::unify`] of them fails at its
+    /// first step, before it binds anything. `v` is not dereferenced (it may come from another
+    /// store, e.g. a message before [`Store::import`]).
+    pub(crate) fn functors_differ(&self, tpl: &Tpl, base: u32, v: &Value) -> bool {
+        fn functor(x: &Value) -> Option<(&str, usize)> {
+            match x {
+                Value::Atom(a) => Some((a, 0)),
+                Value::Compound(c) => Some((&c.name, c.args.len())),
+                _ => None,
+            }
+        }
+        let (p, _) = self.deref_at(&tpl.v, base);
+        match (functor(p), functor(v)) {
+            (Some(a), Some(b)) => a != b,
+            _ => false,
+        }
+    }
+
+    /// [`Store::unify`] of `inst(a, abase)` and `inst(b, bbase)`, without making the instances.
+    pub(crate) fn unify_tpls(&mut self, a: &Tpl, abase: u32, b: &Tpl, bbase: u32) -> bool {
+        self.unify_at(&a.v, abase, &b.v, bbase)
+    }
+
+    /// Unifies `a` (its variables numbered from `abase`) with `b` (from `bbase`): the same
+    /// bindings, made in the same order, as unifying `shift(a, abase)` with `shift(b, bbase)`.
+    /// Only a part of a template that gets bound to a variable is copied (shifted).
+    fn unify_at(&mut self, a: &Value, abase: u32, b: &Value, bbase: u32) -> bool {
         let mut stack = std::mem::take(&mut self.pairs);
-        let ok = self.unify_with(a, b, &mut stack);
+        let ok = self.unify_with(a, abase, b, bbase, &mut stack);
         stack.clear();
         self.pairs = stack;
         ok
     }
 
-    fn unify_with(&mut self, a: &Value, b: &Value, stack: &mut Vec<(Value, Value)>) -> bool {
-        let (mut a, mut b) = (self.deref(a).clone(), self.deref(b).clone());
+    fn unify_with(
+        &mut self,
+        a: &Value,
+        abase: u32,
+        b: &Value,
+        bbase: u32,
+        stack: &mut Vec<(Value, u32, Value, u32)>,
+    ) -> bool {
+        let (a, abase) = self.deref_at(a, abase);
+        let (b, bbase) = self.deref_at(b, bbase);
+        let (mut a, mut abase, mut b, mut bbase) = (a.clone(), abase, b.clone(), bbase);
         loop {
             match (&a, &b) {
-                (Value::Var(x), Value::Var(y)) if x == y => {}
+                (Value::Var(x), Value::Var(y)) if abase + x == bbase + y => {}
                 (Value::Var(x), other) | (other, Value::Var(x)) => {
-                    let x = *x;
+                    // The variable and the other side's base.
+                    let (x, obase) = if matches!(a, Value::Var(_)) {
+                        (abase + x, bbase)
+                    } else {
+                        (bbase + x, abase)
+                    };
                     if !matches!(other, Value::Var(_))
                         && !other.is_ground()
-                        && self.occurs(x, other)
+                        && self.occurs(x, other, obase)
                     {
                         return false;
                     }
-                    let other = other.clone();
+                    let other = if obase == 0 {
+                        other.clone()
+                    } else {
+                        shift(other, obase)
+                    };
                     self.bind(x, other);
                 }
                 (Value::Compound(x), Value::Compound(y)) => {
-                    if !Arc::ptr_eq(x, y) {
+                    if !(Arc::ptr_eq(x, y) && (abase == bbase || a.is_ground())) {
                         if x.name != y.name || x.args.len() != y.args.len() {
                             return false;
                         }
-                        stack.extend(x.args.iter().cloned().zip(y.args.iter().cloned()));
+                        stack.extend(
+                            x.args
+                                .iter()
+                                .zip(y.args.iter())
+                                .map(|(p, q)| (p.clone(), abase, q.clone(), bbase)),
+                        );
                     }
                 }
                 (Value::Cons(x), Value::Cons(y)) => {
-                    if !Arc::ptr_eq(x, y) {
-                        stack.push((x.tail.clone(), y.tail.clone()));
-                        stack.push((x.head.clone(), y.head.clone()));
+                    if !(Arc::ptr_eq(x, y) && (abase == bbase || a.is_ground())) {
+                        stack.push((x.tail.clone(), abase, y.tail.clone(), bbase));
+                        stack.push((x.head.clone(), abase, y.head.clone(), bbase));
                     }
                 }
                 (Value::Atom(x), Value::Atom(y)) | (Value::Str(x), Value::Str(y)) => {
@@ -147,9 +226,10 @@ impl Store {
                 _ => return false,
             }
             match stack.pop() {
-                Some((x, y)) => {
-                    a = self.deref(&x).clone();
-                    b = self.deref(&y).clone();
+                Some((x, xb, y, yb)) => {
+                    let (x, xb) = self.deref_at(&x, xb);
+                    let (y, yb) = self.deref_at(&y, yb);
+                    (a, abase, b, bbase) = (x.clone(), xb, y.clone(), yb);
                 }
                 None => return true,
             }
@@ -171,6 +251,9 @@ impl Store {
     fn has_bound(&self, v: &Value) -> bool {
         let mut v = v;
         loop {
+            if v.is_ground() {
+                return false;
+            }
             match v {
                 Value::Var(id) => return matches!(self.cells.get(*id as usize), Some(Some(_))),
                 Value::Compound(c) => {
@@ -196,10 +279,10 @@ impl Store {
     /// [`Store::resolve`] of a dereferenced value that has bound variables in it.
     fn rebuild(&self, v: &Value) -> Value {
         match v {
-            Value::Compound(c) => Value::Compound(Arc::new(Compound {
-                name: Arc::clone(&c.name),
-                args: c.args.iter().map(|a| self.resolve(a)).collect(),
-            })),
+            Value::Compound(c) => Value::Compound(Arc::new(Compound::new(
+                Arc::clone(&c.name),
+                c.args.iter().map(|a| self.resolve(a)).collect(),
+            ))),
             Value::Cons(_) => {
                 let mut items = Vec::new();
                 let mut cur = v;
@@ -222,17 +305,18 @@ impl Store {
         self.shift_resolve(&tpl.v, base)
     }
 
+    /// Ground subterms of the template are shared, not copied.
     fn shift_resolve(&self, v: &Value, base: u32) -> Value {
         match v {
             Value::Var(s) => self.resolve(&Value::Var(base + s)),
-            Value::Compound(c) => Value::Compound(Arc::new(Compound {
-                name: Arc::clone(&c.name),
-                args: c.args.iter().map(|a| self.shift_resolve(a, base)).collect(),
-            })),
-            Value::Cons(c) => Value::Cons(Arc::new(Cons {
-                head: self.shift_resolve(&c.head, base),
-                tail: self.shift_resolve(&c.tail, base),
-            })),
+            Value::Compound(c) if !v.is_ground() => Value::Compound(Arc::new(Compound::new(
+                Arc::clone(&c.name),
+                c.args.iter().map(|a| self.shift_resolve(a, base)).collect(),
+            ))),
+            Value::Cons(c) if !v.is_ground() => Value::Cons(Arc::new(Cons::new(
+                self.shift_resolve(&c.head, base),
+                self.shift_resolve(&c.tail, base),
+            ))),
             other => other.clone(),
         }
     }
@@ -282,17 +366,18 @@ impl Store {
     }
 }
 
+/// `v` with its variables moved to the frame at `base`; ground subterms are shared.
 fn shift(v: &Value, base: u32) -> Value {
     match v {
         Value::Var(s) => Value::Var(base + s),
-        Value::Compound(c) => Value::Compound(Arc::new(Compound {
-            name: Arc::clone(&c.name),
-            args: c.args.iter().map(|a| shift(a, base)).collect(),
-        })),
-        Value::Cons(c) => Value::Cons(Arc::new(Cons {
-            head: shift(&c.head, base),
-            tail: shift(&c.tail, base),
-        })),
+        Value::Compound(c) if !v.is_ground() => Value::Compound(Arc::new(Compound::new(
+            Arc::clone(&c.name),
+            c.args.iter().map(|a| shift(a, base)).collect(),
+        ))),
+        Value::Cons(c) if !v.is_ground() => Value::Cons(Arc::new(Cons::new(
+            shift(&c.head, base),
+            shift(&c.tail, base),
+        ))),
         other => other.clone(),
     }
 }
@@ -322,6 +407,62 @@ mod tests {
         let mut s = Store::default();
         let x = s.alloc(1);
         assert!(!s.unify(&Value::Var(x), &Value::compound("f", vec![Value::Var(x)])));
+    }
+
+    fn term() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            (0u32..4).prop_map(Value::Var),
+            (0i64..3).prop_map(Value::Int),
+            prop_oneof![Just("a"), Just("b")].prop_map(Value::atom),
+            Just(Value::Nil),
+        ];
+        leaf.prop_recursive(3, 16, 3, |inner| {
+            prop_oneof![
+                (
+                    prop_oneof![Just("f"), Just("g")],
+                    prop::collection::vec(inner.clone(), 1..3)
+                )
+                    .prop_map(|(n, args)| Value::compound(n, args)),
+                (prop::collection::vec(inner.clone(), 1..3), inner)
+                    .prop_map(|(items, tail)| Value::list_with_tail(items, tail)),
+            ]
+        })
+    }
+
+    fn tpl(v: &Value) -> Tpl {
+        Tpl {
+            ground: v.is_ground(),
+            v: v.clone(),
+        }
+    }
+
+    proptest::proptest! {
+        /// Unifying templates in place binds exactly what unifying their instances binds, in
+        /// the same order, from a store where some variables are bound already.
+        #[test]
+        fn unify_in_place_is_unify_of_instances(
+            pre in (term(), term()),
+            a in term(),
+            b in term(),
+        ) {
+            let run = |in_place: bool| {
+                let mut s = Store::default();
+                s.alloc(10);
+                // Frames at 2 and 6; some of their variables bound by a first unification.
+                let m = s.mark();
+                if !s.unify(&shift(&pre.0, 2), &shift(&pre.1, 6)) {
+                    s.undo(m);
+                }
+                let ok = if in_place {
+                    s.unify_tpls(&tpl(&a), 2, &tpl(&b), 6)
+                } else {
+                    s.unify(&Store::inst(&tpl(&a), 2), &Store::inst(&tpl(&b), 6))
+                };
+                (ok, s.cells.clone(), s.trail.clone())
+            };
+            proptest::prop_assert_eq!(run(true), run(false));
+        }
     }
 
     #[test]
