@@ -639,7 +639,7 @@ struct SimView<'e> {
     nvms: Vec<usize>,
     roles: Vec<u8>,
     /// Hosts by role code, switched off (0) or running (1).
-    by_role: Vec<[BTreeSet<usize>; 2]>,
+    by_role: Vec<[HostBits; 2]>,
     /// The same hosts by capacity (an index into `capacities`), in discovery's order: by
     /// [`SimView::load_key`], then id.
     by_load: Vec<[Vec<LoadOrder>; 2]>,
@@ -662,6 +662,38 @@ struct SimView<'e> {
 
 /// Hosts in discovery's order: (load key, host).
 type LoadOrder = BTreeSet<(i64, u32)>;
+
+/// A set of hosts as one bit per host: constant-time changes, iteration in id order.
+#[derive(Debug, Clone)]
+struct HostBits(Vec<u64>);
+
+impl HostBits {
+    fn new(n: usize) -> Self {
+        Self(vec![0; n.div_ceil(64)])
+    }
+
+    fn insert(&mut self, h: usize) {
+        self.0[h / 64] |= 1 << (h % 64);
+    }
+
+    fn remove(&mut self, h: usize) {
+        self.0[h / 64] &= !(1 << (h % 64));
+    }
+
+    /// The hosts in id order.
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(i, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let b = w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    i * 64 + b
+                })
+            })
+        })
+    }
+}
 
 fn mem_of(e: &Engine<'_>, v: usize) -> f64 {
     e.wl.mem_at(v, e.now).unwrap_or(0.0)
@@ -711,7 +743,7 @@ impl<'e> SimView<'e> {
             mem,
             nvms,
             roles: vec![ROLE_IDLE; n],
-            by_role: vec![[BTreeSet::new(), BTreeSet::new()]; roles],
+            by_role: vec![[HostBits::new(n), HostBits::new(n)]; roles],
             by_load: vec![[sets.clone(), sets]; roles],
             load_keys: vec![0; n],
             capacities,
@@ -722,13 +754,22 @@ impl<'e> SimView<'e> {
             vm_hist,
             discovery_open: false,
         };
+        // Every host starts idle. (A set built from a sorted list is built in one pass.)
+        let idle = usize::from(ROLE_IDLE);
+        let mut lists = vec![vec![Vec::new(); view.capacities.len()]; 2];
         for h in 0..n {
             view.cpu_numbers &= !view.cpu[h].is_nan();
             let on = usize::from(view.cpu[h] > 0.0);
             let key = view.load_key(h);
             view.load_keys[h] = key;
-            view.by_role[usize::from(ROLE_IDLE)][on].insert(h);
-            view.by_load[usize::from(ROLE_IDLE)][on][view.capacity_of[h]].insert((key, h as u32));
+            view.by_role[idle][on].insert(h);
+            lists[on][view.capacity_of[h]].push((key, h as u32));
+        }
+        for (on, lists) in lists.into_iter().enumerate() {
+            for (c, mut list) in lists.into_iter().enumerate() {
+                list.sort_unstable();
+                view.by_load[idle][on][c] = list.into_iter().collect();
+            }
         }
         view
     }
@@ -830,7 +871,7 @@ impl<'e> SimView<'e> {
         let key = self.load_key(h);
         let r = usize::from(self.roles[h]);
         if was != now {
-            self.by_role[r][usize::from(was)].remove(&h);
+            self.by_role[r][usize::from(was)].remove(h);
             self.by_role[r][usize::from(now)].insert(h);
         }
         if was != now || old_key != key {
@@ -846,7 +887,7 @@ impl<'e> SimView<'e> {
         if old != role {
             let on = usize::from(self.cpu[h] > 0.0);
             let entry = (self.load_keys[h], h as u32);
-            self.by_role[usize::from(old)][on].remove(&h);
+            self.by_role[usize::from(old)][on].remove(h);
             self.by_role[usize::from(role)][on].insert(h);
             let c = self.capacity_of[h];
             self.by_load[usize::from(old)][on][c].remove(&entry);
@@ -946,12 +987,7 @@ impl<'e> SimView<'e> {
             }
         } else if hosts.len() < k && !(need.drain && self.cpu_numbers) {
             // (A switched-off host, at CPU ≤ 0, takes no VM that a host drains.)
-            let more: Vec<usize> = off
-                .iter()
-                .copied()
-                .filter(|&h| ok(self, h))
-                .take(k)
-                .collect();
+            let more: Vec<usize> = off.iter().filter(|&h| ok(self, h)).take(k).collect();
             hosts.extend(more);
         }
         let mut c: Vec<(bool, f64, usize)> = hosts.into_iter().map(|h| key(self, h)).collect();
@@ -1079,12 +1115,16 @@ mod tests {
         let thr = 0.9;
         let tried: Vec<usize> = exclude.iter().filter_map(host_id).collect();
         let ok = |h: usize| h != from && r.fits(h, need, thr, true) && !tried.contains(&h);
-        let [off, on] = &r.by_role[usize::from(role)];
-        let mut hosts: Vec<usize> = on.iter().copied().filter(|&h| ok(h)).collect();
+        let n = r.cpu.len();
+        let of_role = |h: &usize| r.roles[*h] == role;
+        let running = |h: &usize| r.cpu[*h] > 0.0;
+        let on = (0..n).filter(of_role).filter(running);
+        let off = (0..n).filter(of_role).filter(|h| !running(h));
+        let mut hosts: Vec<usize> = on.filter(|&h| ok(h)).collect();
         if r.rank != Rank::Pack {
-            hosts.extend(off.iter().copied().filter(|&h| ok(h)));
+            hosts.extend(off.filter(|&h| ok(h)));
         } else if hosts.len() < k {
-            hosts.extend(off.iter().copied().filter(|&h| ok(h)).take(k));
+            hosts.extend(off.filter(|&h| ok(h)).take(k));
         }
         let mut c: Vec<(bool, f64, usize)> = hosts
             .into_iter()
