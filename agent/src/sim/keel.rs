@@ -642,7 +642,9 @@ struct SimView<'e> {
     by_role: Vec<[HostBits; 2]>,
     /// The same hosts by capacity (an index into `capacities`), in discovery's order: by
     /// [`SimView::load_key`], then id.
-    by_load: Vec<[Vec<LoadOrder>; 2]>,
+    /// Kept only for the roles discovery has been asked about this round (built at the first
+    /// request): the others change often and are never read.
+    by_load: Vec<Option<[Vec<LoadOrder>; 2]>>,
     /// Each host's key in `by_load`.
     load_keys: Vec<i64>,
     /// The hosts' distinct CPU capacities, and each host's.
@@ -734,7 +736,6 @@ impl<'e> SimView<'e> {
                 }
             })
             .collect();
-        let sets = vec![BTreeSet::new(); capacities.len()];
         let mut view = Self {
             e,
             rank,
@@ -744,7 +745,7 @@ impl<'e> SimView<'e> {
             nvms,
             roles: vec![ROLE_IDLE; n],
             by_role: vec![[HostBits::new(n), HostBits::new(n)]; roles],
-            by_load: vec![[sets.clone(), sets]; roles],
+            by_load: vec![None; roles],
             load_keys: vec![0; n],
             capacities,
             capacity_of,
@@ -754,24 +755,44 @@ impl<'e> SimView<'e> {
             vm_hist,
             discovery_open: false,
         };
-        // Every host starts idle. (A set built from a sorted list is built in one pass.)
-        let idle = usize::from(ROLE_IDLE);
-        let mut lists = vec![vec![Vec::new(); view.capacities.len()]; 2];
+        // Every host starts idle.
         for h in 0..n {
             view.cpu_numbers &= !view.cpu[h].is_nan();
             let on = usize::from(view.cpu[h] > 0.0);
-            let key = view.load_key(h);
-            view.load_keys[h] = key;
-            view.by_role[idle][on].insert(h);
-            lists[on][view.capacity_of[h]].push((key, h as u32));
-        }
-        for (on, lists) in lists.into_iter().enumerate() {
-            for (c, mut list) in lists.into_iter().enumerate() {
-                list.sort_unstable();
-                view.by_load[idle][on][c] = list.into_iter().collect();
-            }
+            view.load_keys[h] = view.load_key(h);
+            view.by_role[usize::from(ROLE_IDLE)][on].insert(h);
         }
         view
+    }
+
+    /// Takes `role`'s sets in discovery's order out of the view, building them if they are not
+    /// kept yet (from sorted lists, in one pass); they go back with [`SimView::keep_order`].
+    fn take_order(&mut self, role: u8) -> [Vec<LoadOrder>; 2] {
+        let r = usize::from(role);
+        if let Some(sets) = self.by_load[r].take() {
+            return sets;
+        }
+        let nc = self.capacities.len();
+        let mut lists: [Vec<Vec<(i64, u32)>>; 2] = [vec![Vec::new(); nc], vec![Vec::new(); nc]];
+        for (on, bits) in self.by_role[r].iter().enumerate() {
+            for h in bits.iter() {
+                lists[on][self.capacity_of[h]].push((self.load_keys[h], h as u32));
+            }
+        }
+        lists.map(|lists| {
+            lists
+                .into_iter()
+                .map(|mut list| {
+                    list.sort_unstable();
+                    list.into_iter().collect::<LoadOrder>()
+                })
+                .collect()
+        })
+    }
+
+    /// Keeps `role`'s sets (see [`SimView::take_order`]) up to date from now on.
+    fn keep_order(&mut self, role: u8, sets: [Vec<LoadOrder>; 2]) {
+        self.by_load[usize::from(role)] = Some(sets);
     }
 
     /// Host `h`'s place in discovery's order, smaller first: its utilisation, least loaded first
@@ -876,8 +897,10 @@ impl<'e> SimView<'e> {
         }
         if was != now || old_key != key {
             let c = self.capacity_of[h];
-            self.by_load[r][usize::from(was)][c].remove(&(old_key, h as u32));
-            self.by_load[r][usize::from(now)][c].insert((key, h as u32));
+            if let Some(sets) = self.by_load[r].as_mut() {
+                sets[usize::from(was)][c].remove(&(old_key, h as u32));
+                sets[usize::from(now)][c].insert((key, h as u32));
+            }
             self.load_keys[h] = key;
         }
     }
@@ -890,8 +913,12 @@ impl<'e> SimView<'e> {
             self.by_role[usize::from(old)][on].remove(h);
             self.by_role[usize::from(role)][on].insert(h);
             let c = self.capacity_of[h];
-            self.by_load[usize::from(old)][on][c].remove(&entry);
-            self.by_load[usize::from(role)][on][c].insert(entry);
+            if let Some(sets) = self.by_load[usize::from(old)].as_mut() {
+                sets[on][c].remove(&entry);
+            }
+            if let Some(sets) = self.by_load[usize::from(role)].as_mut() {
+                sets[on][c].insert(entry);
+            }
             self.roles[h] = role;
         }
     }
@@ -934,12 +961,13 @@ impl<'e> SimView<'e> {
         let thr = 0.9;
         let tried: Vec<usize> = exclude.iter().filter_map(host_id).collect();
         let rank = self.rank;
+        let sets = self.take_order(role);
         // While packing, switched-off hosts rank after every running one: look at running hosts
         // first and at the others only if too few running hosts can take the VM.
         let ok =
             |r: &Self, h: usize| h != from && r.fits(h, need, thr, true) && !tried.contains(&h);
         let [off, _] = &self.by_role[usize::from(role)];
-        let [off_by_load, on_by_load] = &self.by_load[usize::from(role)];
+        let [off_by_load, on_by_load] = &sets;
         // (switched off while packing, load order, id): smaller is better.
         let key = |r: &Self, h: usize| {
             let u = r.util(h);
@@ -990,6 +1018,7 @@ impl<'e> SimView<'e> {
             let more: Vec<usize> = off.iter().filter(|&h| ok(self, h)).take(k).collect();
             hosts.extend(more);
         }
+        self.keep_order(role, sets);
         let mut c: Vec<(bool, f64, usize)> = hosts.into_iter().map(|h| key(self, h)).collect();
         let k = k.min(c.len());
         if k == 0 {
