@@ -214,11 +214,34 @@ pub struct Engine<'a> {
     pub step_no: usize,
     /// Every migration started, when `Some` (set it before [`Engine::run`] to record them).
     pub migration_log: Option<Vec<Migration>>,
-    /// While creating the VMs ([`Engine::place_all`]): each host's [`HostFigures`] once weighed.
-    /// Only creating a VM on a host changes them then (placement only tries a VM on a host and
-    /// takes it off again), so they are kept until that host takes one.
-    placing: Option<Vec<Option<HostFigures>>>,
+    /// While creating the VMs ([`Engine::place_all`]): the hosts grouped by what placement reads
+    /// of them.
+    placing: Option<Placing>,
+    /// Update every host at every update, idle or untouched (as CloudSim does): the reference
+    /// the shortcuts of [`Engine::full_update`] and [`Engine::complete_migrations`] are tested
+    /// against.
+    every_host: bool,
 }
+
+/// The hosts while the VMs are created, grouped into classes of hosts that placement cannot tell
+/// apart: the same hardware, power model, [`HostFigures`] and memory and bandwidth in use, all
+/// bit for bit. Only creating a VM on a host changes these then, so each host's figures are
+/// kept until it takes one. A placement rule that scans the hosts in index order and keeps the
+/// first best (PABFD's strict `<`, first fit) gives every host of a class the same verdict, so
+/// only each class's first host can be chosen: it needs to look at one host per class
+/// ([`Engine::placement_candidates`]), a few dozen instead of every host.
+#[derive(Debug)]
+struct Placing {
+    figures: Vec<HostFigures>,
+    /// Each host's class (an index into `members`).
+    class_of: Vec<usize>,
+    classes: HashMap<ClassKey, usize>,
+    /// The hosts of each class, by index.
+    members: Vec<std::collections::BTreeSet<u32>>,
+}
+
+/// The bits of everything placement reads of a host (see [`Placing`]).
+type ClassKey = [u64; 21];
 
 /// What PABFD weighs of a host before trying a VM on it.
 #[derive(Debug, Clone, Copy)]
@@ -331,6 +354,7 @@ impl<'a> Engine<'a> {
             step_no: 0,
             migration_log: None,
             placing: None,
+            every_host: false,
         }
     }
 
@@ -446,7 +470,17 @@ impl<'a> Engine<'a> {
     /// # Errors
     /// A VM no host can take.
     pub fn place_all(&mut self, policy: &mut dyn Policy) -> anyhow::Result<()> {
-        self.placing = Some(vec![None; self.hosts.len()]);
+        let mut placing = Placing {
+            figures: Vec::with_capacity(self.hosts.len()),
+            class_of: vec![0; self.hosts.len()],
+            classes: HashMap::new(),
+            members: Vec::new(),
+        };
+        for h in 0..self.hosts.len() {
+            placing.figures.push(self.weigh(h));
+            self.classify(&mut placing, h);
+        }
+        self.placing = Some(placing);
         for v in 0..self.vms.len() {
             let Some(h) = policy.place(self, v) else {
                 self.placing = None;
@@ -458,12 +492,47 @@ impl<'a> Engine<'a> {
                 );
             };
             self.create(v, h);
-            if let Some(c) = self.placing.as_mut() {
-                c[h] = None;
+            if let Some(mut placing) = self.placing.take() {
+                let old = placing.class_of[h];
+                placing.members[old].remove(&(h as u32));
+                placing.figures[h] = self.weigh(h);
+                self.classify(&mut placing, h);
+                self.placing = Some(placing);
             }
         }
         self.placing = None;
         Ok(())
+    }
+
+    /// Puts host `h` into the class its figures (already in `p.figures`) name.
+    fn classify(&self, p: &mut Placing, h: usize) {
+        let host = &self.hosts[h];
+        let f = p.figures[h];
+        let mut key: ClassKey = [0; 21];
+        let fields = [
+            host.total_mips,
+            host.pe_mips,
+            host.mem_mib,
+            host.bw_mbit,
+            host.ram_used,
+            host.bw_used,
+            f.available,
+            f.planned,
+            f.power_now,
+            f.requested,
+        ]
+        .into_iter()
+        .chain(host.power);
+        for (k, x) in key.iter_mut().zip(fields) {
+            *k = x.to_bits();
+        }
+        let next = p.members.len();
+        let c = *p.classes.entry(key).or_insert(next);
+        if c == next {
+            p.members.push(std::collections::BTreeSet::new());
+        }
+        p.members[c].insert(h as u32);
+        p.class_of[h] = c;
     }
 
     /// Whether the VMs are being created ([`Engine::place_all`]).
@@ -471,22 +540,36 @@ impl<'a> Engine<'a> {
         self.placing.is_some()
     }
 
+    /// While creating the VMs: the first host of each class of hosts that placement cannot tell
+    /// apart (see [`Placing`]), in index order. Whatever a rule that scans every host in index
+    /// order and keeps the first best would choose is among them. `None` when not creating.
+    pub fn placement_candidates(&self) -> Option<Vec<usize>> {
+        let p = self.placing.as_ref()?;
+        let mut c: Vec<usize> = p
+            .members
+            .iter()
+            .filter_map(|m| m.first().map(|&h| h as usize))
+            .collect();
+        c.sort_unstable();
+        Some(c)
+    }
+
     /// What PABFD weighs of host `h` (kept while creating the VMs, see [`Engine::place_all`]).
-    pub fn host_figures(&mut self, h: usize) -> HostFigures {
-        if let Some(Some(f)) = self.placing.as_ref().map(|c| c[h]) {
-            return f;
+    pub fn host_figures(&self, h: usize) -> HostFigures {
+        match self.placing.as_ref() {
+            Some(p) => p.figures[h],
+            None => self.weigh(h),
         }
+    }
+
+    fn weigh(&self, h: usize) -> HostFigures {
         let (fits, scale, available) = self.sched(h);
-        let f = HostFigures {
+        HostFigures {
             available,
             planned: self.planned_with(h, fits, scale),
             power_now: self.power_at(h, self.util_at_update(h).min(1.0)),
             requested: self.requested_mips(h),
-        };
-        if let Some(c) = self.placing.as_mut() {
-            c[h] = Some(f);
         }
-        f
     }
 
     /// Creates VM `v` on host `h` (the end of placing it).
@@ -829,13 +912,33 @@ impl<'a> Engine<'a> {
         host_entry(host, t, util, host_req, util > 0.0);
     }
 
-    fn full_update(&mut self, t: f64, interval: bool) {
+    /// Whether updating host `h` would change nothing that is read again: no VMs, no
+    /// utilisation, switched off. Its update would only stamp a new, inactive entry in its SLA
+    /// history (an inactive entry adds nothing, whenever it is replaced), add no energy (the
+    /// previous utilisation is 0) and leave it off; so an update leaves it alone.
+    fn idle(&self, h: usize) -> bool {
+        let host = &self.hosts[h];
+        host.vm_list.is_empty() && host.util_mips == 0.0 && !host.active
+    }
+
+    /// CloudSim's update of the whole datacenter at `t`. Idle hosts ([`Engine::idle`]) are left
+    /// alone.
+    fn full_update(&mut self, t: f64, interval: bool) -> Vec<usize> {
+        let hosts: Vec<usize> = (0..self.hosts.len())
+            .filter(|&h| self.every_host || !self.idle(h))
+            .collect();
+        self.update_hosts(t, interval, &hosts)
+    }
+
+    /// The datacenter update at `t` restricted to `hosts` (in index order): what
+    /// [`Engine::full_update`] does to them. Returns the hosts that lost a finished VM.
+    fn update_hosts(&mut self, t: f64, interval: bool, hosts: &[usize]) -> Vec<usize> {
         let dt = t - self.last_process;
-        for h in 0..self.hosts.len() {
+        for &h in hosts {
             self.host_update(h, t, interval);
         }
         if dt > 0.0 {
-            for h in 0..self.hosts.len() {
+            for &h in hosts {
                 let host = &self.hosts[h];
                 let cap = |u: f64| if u > 1.0 && u < 1.01 { 1.0 } else { u.min(1.0) };
                 let from = cap(host.prev_util_mips / host.total_mips);
@@ -848,7 +951,8 @@ impl<'a> Engine<'a> {
             }
         }
         // Power cycles: a host that was active, went off, and comes back on.
-        for host in &mut self.hosts {
+        for &h in hosts {
+            let host = &mut self.hosts[h];
             let on = host.util_mips > 0.0;
             if on && !host.active && host.ever_active {
                 host.power_cycles += 1;
@@ -857,7 +961,8 @@ impl<'a> Engine<'a> {
             host.active = on;
         }
         // CloudSim removes VMs whose demand is 0 as finished.
-        for h in 0..self.hosts.len() {
+        let mut changed = Vec::new();
+        for &h in hosts {
             // Copy the list only where a VM finishes (plan_destroy edits it).
             let finishes = self.hosts[h].vm_list.iter().any(|&v| {
                 let vm = &self.vms[v as usize];
@@ -866,6 +971,7 @@ impl<'a> Engine<'a> {
             if !finishes {
                 continue;
             }
+            changed.push(h);
             let list = self.hosts[h].vm_list.clone();
             for v in list {
                 let vi = v as usize;
@@ -873,12 +979,14 @@ impl<'a> Engine<'a> {
                 if !vm.in_migration && vm.req == 0.0 && vm.alive {
                     if let Some(src) = self.vms[vi].table.take() {
                         self.plan_destroy(src as usize, vi);
+                        changed.push(src as usize);
                     }
                     self.vms[vi].alive = false;
                 }
             }
         }
         self.last_process = t;
+        changed
     }
 
     fn start_migration(&mut self, v: usize, target: usize, t: f64) {
@@ -928,6 +1036,8 @@ impl<'a> Engine<'a> {
         let mut pending = std::mem::take(&mut self.pending);
         pending.sort_by(|a, b| a.t.total_cmp(&b.t));
         let mut later = Vec::new();
+        // Hosts changed since the whole update at the current instant, if there was one.
+        let mut touched: Option<Vec<usize>> = None;
         let mut i = 0;
         while i < pending.len() {
             let p = pending[i];
@@ -938,11 +1048,16 @@ impl<'a> Engine<'a> {
             }
             self.now = p.t;
             if p.t > self.last_process {
-                self.full_update(p.t, false);
+                // The first of the migrations completing at `p.t`: a whole update. Until the
+                // update after the last of them, only the hosts these migrations (and the VMs
+                // that finished just now) touch change.
+                let finished = self.full_update(p.t, false);
+                touched = (!self.every_host).then_some(finished);
             }
             let v = p.vm as usize;
             let target = p.target as usize;
-            if let Some(src) = self.vms[v].table.take() {
+            let src_host = self.vms[v].table.take();
+            if let Some(src) = src_host {
                 self.plan_destroy(src as usize, v);
             }
             let host = &mut self.hosts[target];
@@ -955,9 +1070,27 @@ impl<'a> Engine<'a> {
             self.vms[v].in_migration = false;
             self.plan_create(target, v);
             self.vms[v].table = Some(p.target);
+            if let Some(hosts) = touched.as_mut() {
+                hosts.extend(src_host.map(|s| s as usize));
+                hosts.push(target);
+            }
             let next_same = pending.get(i + 1).is_some_and(|n| n.t == p.t);
             if !next_same {
-                self.full_update(p.t, false);
+                match touched.take() {
+                    // The update after them at the same instant: every other host would get
+                    // the same demands, allocations and entries (replacing its own at this
+                    // instant) as in the update before, and no energy (no time has passed),
+                    // so only the touched hosts need it.
+                    Some(mut hosts) => {
+                        hosts.sort_unstable();
+                        hosts.dedup();
+                        hosts.retain(|&h| !self.idle(h));
+                        self.update_hosts(p.t, false, &hosts);
+                    }
+                    None => {
+                        self.full_update(p.t, false);
+                    }
+                }
             }
             i += 1;
         }
@@ -1082,5 +1215,71 @@ mod tests {
             e / 3.6e6
         );
         assert_eq!(out.migrations, 0);
+    }
+
+    /// The first `n` VMs of the shipped day 2011-03-03 and `hosts` CloudSim hosts.
+    fn shipped(n: usize, hosts: usize) -> (Scenario, Workload) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../datasets/planetlab-20110303.parquet");
+        let wl = Workload::from_parquet(&path).expect("the shipped dataset reads");
+        (Scenario::cloudsim_planetlab(hosts), wl.take(n))
+    }
+
+    #[test]
+    fn updating_only_hosts_that_can_change_gives_every_figure_of_updating_all() {
+        // Idle hosts left alone and, after migrations complete, only the hosts they touched
+        // updated again: the same run, bit for bit, as updating every host every time.
+        let (sc, wl) = shipped(160, 120);
+        let policies = ["thr-mmt-0.8", "lr-mmt-1.2", "keel-power-saving"];
+        for name in policies {
+            let run = |every_host: bool| {
+                let mut e = Engine::new(&sc, &wl);
+                e.every_host = every_host;
+                e.migration_log = Some(Vec::new());
+                let mut p: Box<dyn Policy> = match crate::sim::heuristics::Heuristic::parse(name) {
+                    Some(h) => Box::new(h),
+                    None => Box::new(
+                        crate::sim::keel::KeelPolicy::from_name(
+                            name,
+                            None,
+                            None,
+                            crate::sim::keel::Transport::default(),
+                        )
+                        .unwrap(),
+                    ),
+                };
+                e.run(p.as_mut(), true, &mut |_, _| {}).unwrap()
+            };
+            let (fast, all) = (run(false), run(true));
+            assert!(
+                all.migrations > 100,
+                "{name}: {} migrations",
+                all.migrations
+            );
+            assert!(
+                all.steps.iter().any(|s| s.active_hosts < 100),
+                "{name}: no idle host"
+            );
+            assert_eq!(
+                fast.energy_kwh.to_bits(),
+                all.energy_kwh.to_bits(),
+                "{name}"
+            );
+            assert_eq!(fast.slatah.to_bits(), all.slatah.to_bits(), "{name}");
+            assert_eq!(fast.pdm.to_bits(), all.pdm.to_bits(), "{name}");
+            assert_eq!(fast.migrations, all.migrations, "{name}");
+            assert_eq!(fast.power_cycles, all.power_cycles, "{name}");
+            assert_eq!(fast.finished_vms, all.finished_vms, "{name}");
+            assert_eq!(fast.migration_log, all.migration_log, "{name}");
+            let steps = |o: &RunOutput| {
+                o.steps
+                    .iter()
+                    .map(|s| (s.active_hosts, s.overloaded_hosts, s.energy_kwh.to_bits()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(steps(&fast), steps(&all), "{name}");
+            let series = |o: &RunOutput| format!("{:?}", o.host_series);
+            assert_eq!(series(&fast), series(&all), "{name}");
+        }
     }
 }

@@ -49,6 +49,16 @@ impl Detector {
         })
     }
 
+    /// The threshold on requested MIPS / capacity the detector applies while the host's history
+    /// is too short (all of it while the VMs are created): its own for `Thr`, else CloudSim's
+    /// fallback.
+    pub fn static_threshold(&self) -> f64 {
+        match *self {
+            Self::Thr(t) => t,
+            Self::Iqr(_) | Self::Mad(_) | Self::Lr(_) => FALLBACK_THR,
+        }
+    }
+
     /// Whether host `h` is overloaded with the VMs now in its list.
     pub fn overloaded(&self, e: &Engine<'_>, h: usize) -> bool {
         let thr = |t: f64| e.requested_mips(h) / e.hosts[h].total_mips > t;
@@ -176,7 +186,14 @@ impl Policy for NoMigration {
     }
 
     fn place(&mut self, e: &mut Engine<'_>, vm: usize) -> Option<usize> {
-        (0..e.hosts.len()).find(|&h| e.is_suitable(h, vm))
+        match e.placement_candidates() {
+            // The first host of the first class that can take the VM (see
+            // `Engine::placement_candidates`).
+            Some(hosts) => hosts
+                .into_iter()
+                .find(|&h| e.suitable_with(h, vm, e.host_figures(h).available)),
+            None => (0..e.hosts.len()).find(|&h| e.is_suitable(h, vm)),
+        }
     }
 
     fn placement_key(&self) -> Option<String> {
@@ -191,6 +208,10 @@ impl Policy for NoMigration {
 /// CloudSim's PABFD: the suitable, non-excluded host whose power rises least; a non-empty host
 /// that the VM would overload is skipped. CloudSim: the rise is measured from the power at the
 /// last update, not from what planning has already put on the host.
+///
+/// While the VMs are created, it weighs only the first host of each class of hosts that it
+/// cannot tell apart ([`Engine::placement_candidates`]): the others of a class would weigh the
+/// same and lose the tie to the first, as in CloudSim's scan of every host in order.
 pub fn pabfd(
     e: &mut Engine<'_>,
     det: &Detector,
@@ -199,48 +220,67 @@ pub fn pabfd(
 ) -> Option<usize> {
     let mut best = None;
     let mut min = f64::MAX;
-    for h in 0..e.hosts.len() {
-        if excluded.contains(&h) {
-            continue;
+    let mut consider = |e: &mut Engine<'_>, h: usize| {
+        if let Some(diff) = power_rise(e, det, v, h) {
+            if diff < min {
+                min = diff;
+                best = Some(h);
+            }
         }
-        let (planned, power_now, requested) = if e.is_placing() {
-            // Creating the VMs: the host's figures are kept between VMs.
-            let f = e.host_figures(h);
-            if !e.suitable_with(h, v, f.available) {
-                continue;
+    };
+    match e.placement_candidates() {
+        Some(hosts) if excluded.is_empty() => {
+            for h in hosts {
+                consider(e, h);
             }
-            (f.planned, f.power_now, Some(f.requested))
-        } else {
-            if !e.is_suitable(h, v) {
-                continue;
-            }
-            let now = e.util_at_update(h).min(1.0);
-            (e.planned_util_mips(h), e.power_at(h, now), None)
-        };
-        if planned != 0.0 {
-            let over = match (det, requested) {
-                // A static threshold on the requested MIPS with the VM added (the VM, being
-                // created, is on no host: trying it on `h` changes nothing else).
-                (Detector::Thr(t), Some(r)) => (r + e.vms[v].req) / e.hosts[h].total_mips > *t,
-                _ => {
-                    e.plan_create(h, v);
-                    let over = det.overloaded(e, h);
-                    e.plan_destroy(h, v);
-                    over
+        }
+        _ => {
+            for h in 0..e.hosts.len() {
+                if !excluded.contains(&h) {
+                    consider(e, h);
                 }
-            };
-            if over {
-                continue;
             }
-        }
-        let after = ((planned + e.vms[v].req) / e.hosts[h].total_mips).min(1.0);
-        let diff = e.power_at(h, after) - power_now;
-        if diff < min {
-            min = diff;
-            best = Some(h);
         }
     }
     best
+}
+
+/// PABFD's weight of host `h` for VM `v`: the rise in power, or `None` if `h` cannot take `v`.
+fn power_rise(e: &mut Engine<'_>, det: &Detector, v: usize, h: usize) -> Option<f64> {
+    let (planned, power_now, requested) = if e.is_placing() {
+        // Creating the VMs: the host's figures are kept between VMs.
+        let f = e.host_figures(h);
+        if !e.suitable_with(h, v, f.available) {
+            return None;
+        }
+        (f.planned, f.power_now, Some(f.requested))
+    } else {
+        if !e.is_suitable(h, v) {
+            return None;
+        }
+        let now = e.util_at_update(h).min(1.0);
+        (e.planned_util_mips(h), e.power_at(h, now), None)
+    };
+    if planned != 0.0 {
+        let over = match requested {
+            // Creating the VMs: no VM has a history yet, so every detector is a static
+            // threshold on the requested MIPS (its own, or the fallback while the history is
+            // short), here with the VM added (the VM, being created, is on no host: trying it
+            // on `h` changes nothing else).
+            Some(r) => (r + e.vms[v].req) / e.hosts[h].total_mips > det.static_threshold(),
+            None => {
+                e.plan_create(h, v);
+                let over = det.overloaded(e, h);
+                e.plan_destroy(h, v);
+                over
+            }
+        };
+        if over {
+            return None;
+        }
+    }
+    let after = ((planned + e.vms[v].req) / e.hosts[h].total_mips).min(1.0);
+    Some(e.power_at(h, after) - power_now)
 }
 
 /// Which VM an overloaded host gives up first.
@@ -491,6 +531,90 @@ impl Policy for Heuristic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::{Scenario, Workload};
+
+    /// PABFD at creation as CloudSim runs it: every host weighed, in index order, a non-empty
+    /// one tried with the VM on it for the detector.
+    fn pabfd_every_host(e: &mut Engine<'_>, det: &Detector, v: usize) -> Option<usize> {
+        let mut best = None;
+        let mut min = f64::MAX;
+        for h in 0..e.hosts.len() {
+            let f = e.host_figures(h);
+            if !e.suitable_with(h, v, f.available) {
+                continue;
+            }
+            if f.planned != 0.0 {
+                e.plan_create(h, v);
+                let over = det.overloaded(e, h);
+                e.plan_destroy(h, v);
+                if over {
+                    continue;
+                }
+            }
+            let after = ((f.planned + e.vms[v].req) / e.hosts[h].total_mips).min(1.0);
+            let diff = e.power_at(h, after) - f.power_now;
+            if diff < min {
+                min = diff;
+                best = Some(h);
+            }
+        }
+        best
+    }
+
+    /// Places as `det`'s PABFD (or first fit) does, checking every choice against a scan of
+    /// every host.
+    struct Checked(Option<Detector>, usize);
+
+    impl Policy for Checked {
+        fn name(&self) -> String {
+            format!("checked {:?}", self.0)
+        }
+
+        fn place(&mut self, e: &mut Engine<'_>, vm: usize) -> Option<usize> {
+            let (got, want) = match self.0 {
+                Some(det) => {
+                    let got = pabfd(e, &det, vm, &HashSet::new());
+                    (got, pabfd_every_host(e, &det, vm))
+                }
+                None => {
+                    let got = NoMigration.place(e, vm);
+                    (got, (0..e.hosts.len()).find(|&h| e.is_suitable(h, vm)))
+                }
+            };
+            assert_eq!(got, want, "{:?}, VM {vm}", self.0);
+            if got.is_some_and(|h| !e.hosts[h].vm_list.is_empty()) {
+                self.1 += 1;
+            }
+            got
+        }
+
+        fn optimize(&mut self, _e: &mut Engine<'_>) -> anyhow::Result<Vec<(usize, usize)>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn placement_by_class_chooses_the_host_a_scan_of_every_host_chooses() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../datasets/planetlab-20110303.parquet");
+        let wl = Workload::from_parquet(&path).expect("the shipped dataset reads");
+        // More VMs than hosts: empty hosts of both kinds first, then hosts with VMs.
+        let wl = wl.take(500);
+        let sc = Scenario::cloudsim_planetlab(180);
+        let detectors = [
+            Some(Detector::Thr(0.8)),
+            Some(Detector::Thr(0.5)),
+            Some(Detector::Lr(1.2)),
+            Some(Detector::Iqr(1.5)),
+            None,
+        ];
+        for det in detectors {
+            let mut p = Checked(det, 0);
+            let mut e = Engine::new(&sc, &wl);
+            e.place_all(&mut p).unwrap();
+            assert!(p.1 > 100, "{det:?}: {} VMs joined another", p.1);
+        }
+    }
 
     #[test]
     fn statistics_match_cloudsim() {

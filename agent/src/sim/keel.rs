@@ -20,6 +20,7 @@
 //!   model.
 
 use std::collections::{BTreeSet, BinaryHeap, HashSet};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -642,13 +643,62 @@ struct SimView<'e> {
     nvms: Vec<usize>,
     roles: Vec<u8>,
     /// Hosts by role code, switched off (0) or running (1).
-    by_role: Vec<[BTreeSet<usize>; 2]>,
+    by_role: Vec<[HostBits; 2]>,
+    /// The same hosts by capacity (an index into `capacities`), in discovery's order: by
+    /// [`SimView::load_key`], then id.
+    /// Kept only for the roles discovery has been asked about this round (built at the first
+    /// request): the others change often and are never read.
+    by_load: Vec<Option<[Vec<LoadOrder>; 2]>>,
+    /// Each host's key in `by_load`.
+    load_keys: Vec<i64>,
+    /// The hosts' distinct CPU capacities, and each host's.
+    capacities: Vec<f64>,
+    capacity_of: Vec<usize>,
+    /// No request has put a negative (or NaN) CPU into `pending`: every entry is ≥ 0.
+    pending_nonneg: bool,
+    /// No host's CPU has been NaN: every switched-off host's is ≤ 0.
+    cpu_numbers: bool,
     draining: Vec<bool>,
     /// Measurements of a VM's demand sent with an offer (the model's window; 0 without one).
     vm_hist: usize,
     /// Off while the agents take their roles at the start of a round: a send to an unbound peer
     /// waits instead of failing, and is retried once every agent has a role.
     discovery_open: bool,
+}
+
+/// Hosts in discovery's order: (load key, host).
+type LoadOrder = BTreeSet<(i64, u32)>;
+
+/// A set of hosts as one bit per host: constant-time changes, iteration in id order.
+#[derive(Debug, Clone)]
+struct HostBits(Vec<u64>);
+
+impl HostBits {
+    fn new(n: usize) -> Self {
+        Self(vec![0; n.div_ceil(64)])
+    }
+
+    fn insert(&mut self, h: usize) {
+        self.0[h / 64] |= 1 << (h % 64);
+    }
+
+    fn remove(&mut self, h: usize) {
+        self.0[h / 64] &= !(1 << (h % 64));
+    }
+
+    /// The hosts in id order.
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(i, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let b = w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    i * 64 + b
+                })
+            })
+        })
+    }
 }
 
 fn mem_of(e: &Engine<'_>, v: usize) -> f64 {
@@ -674,18 +724,23 @@ impl<'e> SimView<'e> {
                 nvms[h] += 1;
             }
         }
-        let by_role = (0..=ROLE_OTHER)
-            .map(|r| {
-                let mut sets = [BTreeSet::new(), BTreeSet::new()];
-                if r == ROLE_IDLE {
-                    for (h, &c) in cpu.iter().enumerate() {
-                        sets[usize::from(c > 0.0)].insert(h);
+        let roles = usize::from(ROLE_OTHER) + 1;
+        let mut capacities: Vec<f64> = Vec::new();
+        let capacity_of = e
+            .hosts
+            .iter()
+            .map(|host| {
+                let t = host.total_mips;
+                match capacities.iter().position(|c| c.to_bits() == t.to_bits()) {
+                    Some(i) => i,
+                    None => {
+                        capacities.push(t);
+                        capacities.len() - 1
                     }
                 }
-                sets
             })
             .collect();
-        Self {
+        let mut view = Self {
             e,
             rank,
             cpu,
@@ -693,11 +748,96 @@ impl<'e> SimView<'e> {
             mem,
             nvms,
             roles: vec![ROLE_IDLE; n],
-            by_role,
+            by_role: vec![[HostBits::new(n), HostBits::new(n)]; roles],
+            by_load: vec![None; roles],
+            load_keys: vec![0; n],
+            capacities,
+            capacity_of,
+            pending_nonneg: true,
+            cpu_numbers: true,
             draining: vec![false; n],
             vm_hist,
             discovery_open: false,
+        };
+        // Every host starts idle.
+        for h in 0..n {
+            view.cpu_numbers &= !view.cpu[h].is_nan();
+            let on = usize::from(view.cpu[h] > 0.0);
+            view.load_keys[h] = view.load_key(h);
+            view.by_role[usize::from(ROLE_IDLE)][on].insert(h);
         }
+        view
+    }
+
+    /// Takes `role`'s sets in discovery's order out of the view, building them if they are not
+    /// kept yet (from sorted lists, in one pass); they go back with [`SimView::keep_order`].
+    fn take_order(&mut self, role: u8) -> [Vec<LoadOrder>; 2] {
+        let r = usize::from(role);
+        if let Some(sets) = self.by_load[r].take() {
+            return sets;
+        }
+        let nc = self.capacities.len();
+        let mut lists: [Vec<Vec<(i64, u32)>>; 2] = [vec![Vec::new(); nc], vec![Vec::new(); nc]];
+        for (on, bits) in self.by_role[r].iter().enumerate() {
+            for h in bits.iter() {
+                lists[on][self.capacity_of[h]].push((self.load_keys[h], h as u32));
+            }
+        }
+        lists.map(|lists| {
+            lists
+                .into_iter()
+                .map(|mut list| {
+                    list.sort_unstable();
+                    list.into_iter().collect::<LoadOrder>()
+                })
+                .collect()
+        })
+    }
+
+    /// Keeps `role`'s sets (see [`SimView::take_order`]) up to date from now on.
+    fn keep_order(&mut self, role: u8, sets: [Vec<LoadOrder>; 2]) {
+        self.by_load[usize::from(role)] = Some(sets);
+    }
+
+    /// Host `h`'s place in discovery's order, smaller first: its utilisation, least loaded first
+    /// to spread, fullest first to pack, as an integer that orders as [`f64::total_cmp`] orders
+    /// the (signed) utilisation.
+    fn load_key(&self, h: usize) -> i64 {
+        self.util_key(self.util(h))
+    }
+
+    /// [`SimView::load_key`] of a host at utilisation `u`.
+    fn util_key(&self, u: f64) -> i64 {
+        let load = match self.rank {
+            Rank::Pack => -u,
+            Rank::Spread => u,
+        };
+        // f64::total_cmp's own mapping of the bits to a signed integer.
+        let mut k = load.to_bits() as i64;
+        k ^= (((k >> 63) as u64) >> 1) as i64;
+        k
+    }
+
+    /// A utilisation from which on no running host of capacity `total` can take `need` up to
+    /// `thr` (a host at `u` ≥ the bound fails [`SimView::fits`] on CPU alone), or `None` when
+    /// the figures are outside what the bound is proved for.
+    ///
+    /// A host with CPU `c` > 0 fails when `(c + (need + pending)) / total > thr`; with
+    /// `pending` ≥ 0 every step of that is non-decreasing in `c`. Its utilisation is
+    /// `u = c / total` rounded, so `c / total ≥ u (1 − ε)`; with `u ≥ L`, where
+    /// `L = thr − need / total + m` (or `L` ≤ 0 < `u`), the exact `(c + need) / total` is at
+    /// least `thr + m − 5 ε` while `L` ≤ 5. The two roundings of the check lower it by at most
+    /// `10 ε` more, so it stays above `thr` when the margin `m` is far above `15 ε`
+    /// (ε = 2⁻⁵³). The margin only costs a look at a few hosts that the exact check then turns
+    /// down.
+    fn cpu_bound(&self, total: f64, need: &Need, thr: f64) -> Option<f64> {
+        const MARGIN: f64 = 1e-6;
+        let ok = self.pending_nonneg
+            && total.is_finite()
+            && total > 0.0
+            && (0.0..=4.0 * total).contains(&need.cpu)
+            && (0.0..=4.0).contains(&thr);
+        ok.then(|| thr - need.cpu / total + MARGIN)
     }
 
     /// Host `h`'s measurement: its VMs (not those migrating in), CPU as requested, memory where
@@ -749,12 +889,23 @@ impl<'e> SimView<'e> {
 
     fn set_cpu(&mut self, h: usize, cpu: f64) {
         let was = self.cpu[h] > 0.0;
+        let old_key = self.load_keys[h];
+        self.cpu_numbers &= !cpu.is_nan();
         self.cpu[h] = cpu;
         let now = self.cpu[h] > 0.0;
+        let key = self.load_key(h);
+        let r = usize::from(self.roles[h]);
         if was != now {
-            let r = usize::from(self.roles[h]);
-            self.by_role[r][usize::from(was)].remove(&h);
+            self.by_role[r][usize::from(was)].remove(h);
             self.by_role[r][usize::from(now)].insert(h);
+        }
+        if was != now || old_key != key {
+            let c = self.capacity_of[h];
+            if let Some(sets) = self.by_load[r].as_mut() {
+                sets[usize::from(was)][c].remove(&(old_key, h as u32));
+                sets[usize::from(now)][c].insert((key, h as u32));
+            }
+            self.load_keys[h] = key;
         }
     }
 
@@ -762,8 +913,16 @@ impl<'e> SimView<'e> {
         let old = self.roles[h];
         if old != role {
             let on = usize::from(self.cpu[h] > 0.0);
-            self.by_role[usize::from(old)][on].remove(&h);
+            let entry = (self.load_keys[h], h as u32);
+            self.by_role[usize::from(old)][on].remove(h);
             self.by_role[usize::from(role)][on].insert(h);
+            let c = self.capacity_of[h];
+            if let Some(sets) = self.by_load[usize::from(old)].as_mut() {
+                sets[on][c].remove(&entry);
+            }
+            if let Some(sets) = self.by_load[usize::from(role)].as_mut() {
+                sets[on][c].insert(entry);
+            }
             self.roles[h] = role;
         }
     }
@@ -806,11 +965,13 @@ impl<'e> SimView<'e> {
         let thr = 0.9;
         let tried: Vec<usize> = exclude.iter().filter_map(host_id).collect();
         let rank = self.rank;
+        let sets = self.take_order(role);
         // While packing, switched-off hosts rank after every running one: look at running hosts
         // first and at the others only if too few running hosts can take the VM.
         let ok =
             |r: &Self, h: usize| h != from && r.fits(h, need, thr, true) && !tried.contains(&h);
-        let [off, on] = &self.by_role[usize::from(role)];
+        let [off, _] = &self.by_role[usize::from(role)];
+        let [off_by_load, on_by_load] = &sets;
         // (switched off while packing, load order, id): smaller is better.
         let key = |r: &Self, h: usize| {
             let u = r.util(h);
@@ -823,18 +984,45 @@ impl<'e> SimView<'e> {
         let cmp = |a: &(bool, f64, usize), b: &(bool, f64, usize)| {
             a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2))
         };
-        let mut hosts: Vec<usize> = on.iter().copied().filter(|&h| ok(self, h)).collect();
+        // The k best of a set in discovery's order are its first k that can take the VM (a
+        // host's key below orders as its place there, after whether it is off while packing,
+        // the same for the whole set); so the k best of all are among the k best of each
+        // capacity. Running hosts too full to take the VM are passed over ([`cpu_bound`]).
+        let mut hosts = Vec::new();
+        for (c, set) in on_by_load.iter().enumerate() {
+            let bound = self.cpu_bound(self.capacities[c], need, thr);
+            let take = |it: &mut dyn Iterator<Item = &(i64, u32)>| {
+                it.map(|&(_, h)| h as usize)
+                    .filter(|&h| ok(self, h))
+                    .take(k)
+                    .collect::<Vec<usize>>()
+            };
+            let found = match (bound, rank) {
+                (None, _) => take(&mut set.iter()),
+                // Fullest first: start below the bound.
+                (Some(b), Rank::Pack) => {
+                    take(&mut set.range((Excluded((self.util_key(b), u32::MAX)), Unbounded)))
+                }
+                // Least loaded first: stop at the bound.
+                (Some(b), Rank::Spread) => take(&mut set.range(..(self.util_key(b), 0))),
+            };
+            hosts.extend(found);
+        }
         if rank != Rank::Pack {
-            hosts.extend(off.iter().copied().filter(|&h| ok(self, h)));
-        } else if hosts.len() < k {
-            let more: Vec<usize> = off
-                .iter()
-                .copied()
-                .filter(|&h| ok(self, h))
-                .take(k)
-                .collect();
+            for set in off_by_load {
+                hosts.extend(
+                    set.iter()
+                        .map(|&(_, h)| h as usize)
+                        .filter(|&h| ok(self, h))
+                        .take(k),
+                );
+            }
+        } else if hosts.len() < k && !(need.drain && self.cpu_numbers) {
+            // (A switched-off host, at CPU ≤ 0, takes no VM that a host drains.)
+            let more: Vec<usize> = off.iter().filter(|&h| ok(self, h)).take(k).collect();
             hosts.extend(more);
         }
+        self.keep_order(role, sets);
         let mut c: Vec<(bool, f64, usize)> = hosts.into_iter().map(|h| key(self, h)).collect();
         let k = k.min(c.len());
         if k == 0 {
@@ -869,6 +1057,7 @@ impl View for SimView<'_> {
         };
         match self.ranked(from, role_code(role), need, exclude, 1).first() {
             Some(&h) => {
+                self.pending_nonneg &= need.cpu >= 0.0;
                 self.pending[h] += need.cpu;
                 Resolved::Peer(Value::Int(h as i64))
             }
@@ -938,5 +1127,111 @@ impl View for SimView<'_> {
         self.nvms[h] = st.vms;
         self.draining[h] = st.draining;
         self.set_role(h, role_code(st.role));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Scenario, Workload};
+
+    /// Discovery's ranking as a scan of every host of the role: the reference for
+    /// [`SimView::ranked`]'s ordered sets.
+    fn ranked_every_host(
+        r: &SimView<'_>,
+        from: usize,
+        role: u8,
+        need: &Need,
+        exclude: &[Value],
+        k: usize,
+    ) -> Vec<usize> {
+        let thr = 0.9;
+        let tried: Vec<usize> = exclude.iter().filter_map(host_id).collect();
+        let ok = |h: usize| h != from && r.fits(h, need, thr, true) && !tried.contains(&h);
+        let n = r.cpu.len();
+        let of_role = |h: &usize| r.roles[*h] == role;
+        let running = |h: &usize| r.cpu[*h] > 0.0;
+        let on = (0..n).filter(of_role).filter(running);
+        let off = (0..n).filter(of_role).filter(|h| !running(h));
+        let mut hosts: Vec<usize> = on.filter(|&h| ok(h)).collect();
+        if r.rank != Rank::Pack {
+            hosts.extend(off.filter(|&h| ok(h)));
+        } else if hosts.len() < k {
+            hosts.extend(off.filter(|&h| ok(h)).take(k));
+        }
+        let mut c: Vec<(bool, f64, usize)> = hosts
+            .into_iter()
+            .map(|h| {
+                let u = r.util(h);
+                let load = if r.rank == Rank::Pack { -u } else { u };
+                (r.cpu[h] <= 0.0 && r.rank == Rank::Pack, load, h)
+            })
+            .collect();
+        c.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+        c.into_iter().take(k).map(|x| x.2).collect()
+    }
+
+    #[test]
+    fn discovery_ranks_receivers_as_a_scan_of_every_host() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../datasets/planetlab-20110303.parquet");
+        let wl = Workload::from_parquet(&path)
+            .expect("the shipped dataset reads")
+            .take(300);
+        let sc = Scenario::cloudsim_planetlab(400);
+        let mut e = Engine::new(&sc, &wl);
+        e.place_all(
+            &mut KeelPolicy::from_name("keel-power-saving", None, None, Transport::default())
+                .unwrap(),
+        )
+        .unwrap();
+        let n = e.hosts.len();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut found = 0;
+        for rank in [Rank::Pack, Rank::Spread] {
+            let mut view = SimView::new(&e, rank, 0);
+            for round in 0..4000 {
+                // Change a few hosts: CPU from a coarse grid (many equal utilisations), 0 (off),
+                // role, draining, requests pending.
+                for _ in 0..3 {
+                    let h = rng.gen_range(0..n);
+                    let cpu = match rng.gen_range(0..4) {
+                        0 => 0.0,
+                        _ => f64::from(rng.gen_range(0..60u32)) * 100.0,
+                    };
+                    view.set_cpu(h, cpu);
+                    view.set_role(h, rng.gen_range(0..=ROLE_OTHER));
+                    view.draining[h] = rng.gen_bool(0.1);
+                    view.pending[h] = if rng.gen_bool(0.2) {
+                        f64::from(rng.gen_range(0..20u32)) * 100.0
+                    } else {
+                        0.0
+                    };
+                }
+                let need = Need {
+                    cpu: f64::from(rng.gen_range(0..30u32)) * 100.0,
+                    mem: 0.0,
+                    vm: Value::Int(rng.gen_range(0..e.vms.len() as i64)),
+                    drain: rng.gen_bool(0.5),
+                    pe_cpu: f64::from(rng.gen_range(0..30u32)) * 100.0,
+                    hist: Vec::new(),
+                };
+                let exclude: Vec<Value> = (0..rng.gen_range(0..4))
+                    .map(|_| Value::Int(rng.gen_range(0..n as i64)))
+                    .collect();
+                let from = rng.gen_range(0..n);
+                let role = if round % 2 == 0 {
+                    ROLE_IDLE
+                } else {
+                    rng.gen_range(0..=ROLE_OTHER)
+                };
+                let k = [1, 3, 5][round % 3];
+                let want = ranked_every_host(&view, from, role, &need, &exclude, k);
+                let got = view.ranked(from, role, &need, &exclude, k);
+                assert_eq!(got, want, "{rank:?}, round {round}, {need:?}");
+                found += usize::from(!want.is_empty());
+            }
+        }
+        assert!(found > 4000, "only {found} requests found a receiver");
     }
 }
