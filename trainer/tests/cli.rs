@@ -313,50 +313,35 @@ fn threshold_is_chosen_on_held_out_days() {
     let a = vm_file(d, "a.parquet", 120, 288, 11);
     let b = vm_file_on(d, "b.parquet", 120, 288, 12, 1);
     let model = d.join("m.json");
-    let (ok, out, err) = run(bin()
-        .args(["train", "--data"])
-        .arg(&a)
-        .arg(&b)
-        .arg("-o")
-        .arg(&model));
-    assert!(ok, "{out}\n{err}");
-    let m = keel_core::model::ModelFile::load(&model).unwrap();
-    let how = m.provenance.hyperparameters["split"]["threshold"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    // Trains on `files` (with `extra` arguments); the model and how its threshold was chosen.
+    let train = |extra: &[&str], files: &[&PathBuf]| {
+        let mut c = bin();
+        c.arg("train").args(extra).arg("--data");
+        for f in files {
+            c.arg(f);
+        }
+        let (ok, out, err) = run(c.arg("-o").arg(&model));
+        assert!(ok, "{out}\n{err}");
+        let m = keel_core::model::ModelFile::load(&model).unwrap();
+        let how = m.provenance.hyperparameters["split"]["threshold"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (m, how)
+    };
+    let (m, how) = train(&[], &[&a, &b]);
     assert!(how.contains("2 calendar days"), "{how}");
     assert!(how.contains("in 2 folds"), "{how}");
     let c = m.candidate_threshold.expect("a candidate threshold");
     assert_eq!(c.below_util, 0.8);
     assert!(m.metrics.contains_key("candidates_f1"), "{:?}", m.metrics);
     // --threshold-by inner is the previous rule.
-    let (ok, out, err) = run(bin()
-        .args(["train", "--threshold-by", "inner", "--data"])
-        .arg(&a)
-        .arg(&b)
-        .arg("-o")
-        .arg(&model));
-    assert!(ok, "{out}\n{err}");
-    let m = keel_core::model::ModelFile::load(&model).unwrap();
-    let how = m.provenance.hyperparameters["split"]["threshold"]
-        .as_str()
-        .unwrap();
+    let (_, how) = train(&["--threshold-by", "inner"], &[&a, &b]);
     assert!(how.starts_with("max F1 on the last 25%"), "{how}");
     // Two files of the same day (two hosts, or two policies' exports of one trace) are one day:
     // holding out one file's day while fitting on the other's would leak it, so the training
     // side is split by time instead.
     let b0 = vm_file(d, "b0.parquet", 120, 288, 12);
-    let (ok, out, err) = run(bin()
-        .args(["train", "--data"])
-        .arg(&a)
-        .arg(&b0)
-        .arg("-o")
-        .arg(&model));
-    assert!(ok, "{out}\n{err}");
-    let m = keel_core::model::ModelFile::load(&model).unwrap();
-    let how = m.provenance.hyperparameters["split"]["threshold"]
-        .as_str()
-        .unwrap();
+    let (_, how) = train(&[], &[&a, &b0]);
     assert!(how.starts_with("max F1 on the last 25%"), "{how}");
 }

@@ -372,33 +372,19 @@ fn mean_model(at: f64) -> Arc<keel_core::model::ModelFile> {
     )
 }
 
-/// Host 0 overloaded with VMs 1 (500) and 2 (450, at 100 over the window); host 1 at 30 % for
-/// the model's whole window. VM 1's history is `vm1_hist`. Returns the VMs that moved and host 1's vetoes.
-fn offer_to_a_host_with_a_model(
-    vm1_hist: Vec<f64>,
-    min_stay: f64,
-    vm1_stay: f64,
-) -> (Vec<String>, u64) {
+/// Host 1 at 30 % for the model's whole window, then host 0 measured as `l0` (both under `cfg`,
+/// which holds a model) and the exchange run. Returns the VMs that moved and host 1's vetoes.
+fn offer_to_a_host_with_history(cfg: CoreConfig, l0: HostLoad) -> (Vec<String>, u64) {
     let p = compile_model("power-saving.lcc", POWER_SAVING).expect("model compiles");
-    let cfg = CoreConfig {
-        stability: Some(mean_model(0.75)),
-        min_stay_s: min_stay,
-        ..CoreConfig::default()
-    };
     let mut ags: Vec<HostAgent> = (0..2)
         .map(|i| HostAgent::new(Value::Int(i), Arc::clone(&p), cfg.clone(), 0).unwrap())
         .collect();
     let mut view = TestView::default();
-    let steps = cfg.stability.as_ref().unwrap().window_samples(cfg.step_s);
-    for k in 0..steps {
+    for k in 0..model_window(&cfg) {
         let mut l = load(&[(9, 300.0)]);
         l.step_util = Some(0.3);
         let _ = ags[1].tick(Time::from_secs_f64(k as f64), l, &mut view);
     }
-    let mut l0 = load(&[(1, 500.0), (2, 450.0)]);
-    l0.vms[0].hist = vm1_hist;
-    l0.vms[0].stay_s = vm1_stay;
-    l0.vms[1].hist = vec![100.0; 12];
     let q: Vec<(usize, Output)> = ags[0]
         .tick(Time::ZERO, l0, &mut view)
         .into_iter()
@@ -409,6 +395,30 @@ fn offer_to_a_host_with_a_model(
         executed.into_iter().map(|(vm, _)| vm).collect(),
         ags[1].stats().model_vetoes,
     )
+}
+
+/// Samples in the window of `cfg`'s model.
+fn model_window(cfg: &CoreConfig) -> usize {
+    cfg.stability.as_ref().unwrap().window_samples(cfg.step_s)
+}
+
+/// Host 0 overloaded with VMs 1 (500) and 2 (450, at 100 over the window); host 1 at 30 % for
+/// the model's whole window. VM 1's history is `vm1_hist`. Returns the VMs that moved and host 1's vetoes.
+fn offer_to_a_host_with_a_model(
+    vm1_hist: Vec<f64>,
+    min_stay: f64,
+    vm1_stay: f64,
+) -> (Vec<String>, u64) {
+    let cfg = CoreConfig {
+        stability: Some(mean_model(0.75)),
+        min_stay_s: min_stay,
+        ..CoreConfig::default()
+    };
+    let mut l0 = load(&[(1, 500.0), (2, 450.0)]);
+    l0.vms[0].hist = vm1_hist;
+    l0.vms[0].stay_s = vm1_stay;
+    l0.vms[1].hist = vec![100.0; 12];
+    offer_to_a_host_with_history(cfg, l0)
 }
 
 #[test]
@@ -688,43 +698,23 @@ fn an_overloaded_host_sheds_a_vm_that_removes_the_excess_first() {
 }
 
 /// Host 1 at 30 % for the model's whole window (a model flagging a mean above `model_at`,
-/// consulted as `consult` says); host 0 with `vms`, VM 1 at its demand over the window.
+/// consulted as `consult` says); host 0 with `vms`, each at its demand over the window.
 /// Returns the VMs that moved and host 1's vetoes.
 fn offer_consulting(
     vms: &[(i64, f64)],
     model_at: f64,
     consult: ModelConsult,
 ) -> (Vec<String>, u64) {
-    let p = compile_model("power-saving.lcc", POWER_SAVING).expect("model compiles");
     let cfg = CoreConfig {
         stability: Some(mean_model(model_at)),
         model_consult: consult,
         ..CoreConfig::default()
     };
-    let mut ags: Vec<HostAgent> = (0..2)
-        .map(|i| HostAgent::new(Value::Int(i), Arc::clone(&p), cfg.clone(), 0).unwrap())
-        .collect();
-    let mut view = TestView::default();
-    let steps = cfg.stability.as_ref().unwrap().window_samples(cfg.step_s);
-    for k in 0..steps {
-        let mut l = load(&[(9, 300.0)]);
-        l.step_util = Some(0.3);
-        let _ = ags[1].tick(Time::from_secs_f64(k as f64), l, &mut view);
-    }
     let mut l0 = load(vms);
     for v in &mut l0.vms {
-        v.hist = vec![v.cpu; steps];
+        v.hist = vec![v.cpu; model_window(&cfg)];
     }
-    let q: Vec<(usize, Output)> = ags[0]
-        .tick(Time::ZERO, l0, &mut view)
-        .into_iter()
-        .map(|o| (0, o))
-        .collect();
-    let (executed, _) = pump(&mut ags, &mut view, q);
-    (
-        executed.into_iter().map(|(vm, _)| vm).collect(),
-        ags[1].stats().model_vetoes,
-    )
+    offer_to_a_host_with_history(cfg, l0)
 }
 
 #[test]
