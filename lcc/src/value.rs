@@ -211,13 +211,19 @@ impl Value {
     /// The items of a proper list (`None` if this is not one).
     #[must_use]
     pub fn list_items(&self) -> Option<Vec<Self>> {
+        self.map_list(|v| Some(v.clone()))
+    }
+
+    /// `f` of each item of a proper list, read in place (`None` if this is not a proper list or
+    /// `f` returns `None` for an item).
+    pub fn map_list<T>(&self, mut f: impl FnMut(&Self) -> Option<T>) -> Option<Vec<T>> {
         let mut out = Vec::new();
         let mut cur = self;
         loop {
             match cur {
                 Self::Nil => return Some(out),
                 Self::Cons(c) => {
-                    out.push(c.head.clone());
+                    out.push(f(&c.head)?);
                     cur = &c.tail;
                 }
                 _ => return None,

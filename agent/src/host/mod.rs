@@ -670,14 +670,6 @@ impl HostAgent {
         }
     }
 
-    /// Replaces which offers are checked with the stability model ([`CoreConfig::model_consult`]).
-    pub fn set_model_consult(&mut self, c: ModelConsult) {
-        if self.cfg.model_consult != c {
-            self.quiet = None;
-            self.cfg.model_consult = c;
-        }
-    }
-
     /// Counts a model refused by the driver (compile error or unknown predicate).
     pub fn note_model_refused(&mut self) {
         self.st.stats.models_refused += 1;

@@ -81,9 +81,14 @@ fn load(vms: &[(i64, f64)]) -> HostLoad {
 }
 
 fn agents(src: &str, n: i64) -> Vec<HostAgent> {
+    agents_with(src, n, &CoreConfig::default())
+}
+
+/// `n` agents (ids 0..n) running `src` under `cfg`.
+fn agents_with(src: &str, n: i64, cfg: &CoreConfig) -> Vec<HostAgent> {
     let p = compile_model("test.lcc", src).expect("model compiles");
     (0..n)
-        .map(|i| HostAgent::new(Value::Int(i), Arc::clone(&p), CoreConfig::default(), 0).unwrap())
+        .map(|i| HostAgent::new(Value::Int(i), Arc::clone(&p), cfg.clone(), 0).unwrap())
         .collect()
 }
 
@@ -321,14 +326,11 @@ fn the_seed_model_moves_a_vm() {
 
 #[test]
 fn the_seed_model_keeps_a_vm_that_just_arrived_while_another_can_go() {
-    let p = compile_model("seed.lcc", include_str!("../../protocols/seed.lcc")).unwrap();
     let cfg = CoreConfig {
         min_stay_s: 3600.0,
         ..CoreConfig::default()
     };
-    let mut ags: Vec<HostAgent> = (0..2)
-        .map(|i| HostAgent::new(Value::Int(i), Arc::clone(&p), cfg.clone(), 0).unwrap())
-        .collect();
+    let mut ags = agents_with(include_str!("../../protocols/seed.lcc"), 2, &cfg);
     let mut view = TestView::default();
     let mut q = Vec::new();
     q.extend(
@@ -375,10 +377,7 @@ fn mean_model(at: f64) -> Arc<keel_core::model::ModelFile> {
 /// Host 1 at 30 % for the model's whole window, then host 0 measured as `l0` (both under `cfg`,
 /// which holds a model) and the exchange run. Returns the VMs that moved and host 1's vetoes.
 fn offer_to_a_host_with_history(cfg: CoreConfig, l0: HostLoad) -> (Vec<String>, u64) {
-    let p = compile_model("power-saving.lcc", POWER_SAVING).expect("model compiles");
-    let mut ags: Vec<HostAgent> = (0..2)
-        .map(|i| HostAgent::new(Value::Int(i), Arc::clone(&p), cfg.clone(), 0).unwrap())
-        .collect();
+    let mut ags = agents_with(POWER_SAVING, 2, &cfg);
     let mut view = TestView::default();
     for k in 0..model_window(&cfg) {
         let mut l = load(&[(9, 300.0)]);
@@ -542,14 +541,11 @@ fn repeating_quiet_ticks_changes_nothing_for_any_shipped_model() {
     ];
     for (name, src) in models {
         let run = |repeat: bool| {
-            let p = compile_model("test.lcc", src).expect("model compiles");
             let cfg = CoreConfig {
                 repeat_quiet_ticks: repeat,
                 ..CoreConfig::default()
             };
-            let mut ags: Vec<HostAgent> = (0..4)
-                .map(|i| HostAgent::new(Value::Int(i), Arc::clone(&p), cfg.clone(), 0).unwrap())
-                .collect();
+            let mut ags = agents_with(src, 4, &cfg);
             let mut view = TestView::default();
             let mut trace = Vec::new();
             for r in &rounds {

@@ -51,21 +51,11 @@ impl Need {
         if v.name() != Some("need") || !(5..=6).contains(&a.len()) {
             return None;
         }
-        let mut hist = Vec::new();
-        if let Some(mut cur) = a.get(5) {
-            // The list read in place (no copy of its items): this runs for every message that
-            // carries a need.
-            loop {
-                match cur {
-                    Value::Nil => break,
-                    Value::Cons(c) => {
-                        hist.push(c.head.as_f64()?);
-                        cur = &c.tail;
-                    }
-                    _ => return None,
-                }
-            }
-        }
+        // Read in place (no copy of the items): this runs for every message that carries a need.
+        let hist = match a.get(5) {
+            Some(h) => h.map_list(Value::as_f64)?,
+            None => Vec::new(),
+        };
         Some(Self {
             cpu: a[0].as_f64()?,
             mem: a[1].as_f64()?,

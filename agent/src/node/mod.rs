@@ -498,6 +498,7 @@ pub async fn spawn(
         hide_moved: Some(MOVED_OUT_MEMORY),
         rank: cfg.rank,
         step_s: cfg.history_step_s,
+        model_consult: cfg.model_consult,
         ..CoreConfig::default()
     };
     let core = HostAgent::new(
@@ -1135,7 +1136,6 @@ impl Actor {
         // So does the choice of the VM to offer, as in the replay.
         self.core
             .set_vm_choice(crate::sim::keel::default_vm_choice(model.as_deref()));
-        self.core.set_model_consult(self.cfg.model_consult);
         self.core.set_stability(model);
         // The interaction model starts afresh on each measurement; its exchange runs over TCP.
         let out = self.with_core(|c, v, t| c.tick(t, load, v));

@@ -883,6 +883,15 @@ impl Cx<'_> {
         span: Span,
         fr: FrameRef,
     ) -> Result<bool, Error> {
+        let failed = |cx: &Self, message: String| {
+            cx.rt_error(fr, span, |agent, role| RuntimeError::Predicate {
+                name: name.to_string(),
+                arity: vals.len(),
+                message,
+                agent,
+                role,
+            })
+        };
         match self.k.solve(name, vals) {
             Ok(None) => Ok(false),
             Ok(Some(outs)) => {
@@ -892,15 +901,7 @@ impl Cx<'_> {
                         outs.len(),
                         vals.len()
                     );
-                    return Err(
-                        self.rt_error(fr, span, |agent, role| RuntimeError::Predicate {
-                            name: name.to_string(),
-                            arity: vals.len(),
-                            message,
-                            agent,
-                            role,
-                        }),
-                    );
+                    return Err(failed(self, message));
                 }
                 for (v, o) in vals.iter().zip(outs) {
                     let o = self.store.sanitize(o);
@@ -920,17 +921,7 @@ impl Cx<'_> {
                     }),
                 )
             }
-            Err(KnowledgeError::Failed(message)) => {
-                Err(
-                    self.rt_error(fr, span, |agent, role| RuntimeError::Predicate {
-                        name: name.to_string(),
-                        arity: vals.len(),
-                        message,
-                        agent,
-                        role,
-                    }),
-                )
-            }
+            Err(KnowledgeError::Failed(message)) => Err(failed(self, message)),
         }
     }
 
