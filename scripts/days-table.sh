@@ -5,7 +5,7 @@
 # whether the goals hold (energy <= LR-MMT-1.2, SLAV <= IQR-MMT-1.5, migrations <= 1/10 of
 # LR-MMT-1.2; model on vs off: migrations and thrash -30 % or better at <= +2 % energy).
 #
-#   scripts/days-table.sh [--model FILE] [--model-consult every|consolidation] [--out DIR] DAY.parquet...
+#   scripts/days-table.sh [--model FILE] [--model-consult optional|every|consolidation] [--out DIR] DAY.parquet...
 #
 # Uses $KEEL_AGENT if set, else the release binary under $CARGO_TARGET_DIR (or target/),
 # building it when missing. The days other than the shipped two come from the shared tarball:
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=models/stability.json
-consult=every
+consult=optional
 out=$(mktemp -d)
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -23,7 +23,7 @@ while [[ $# -gt 0 ]]; do
         *) break ;;
     esac
 done
-[[ $# -gt 0 ]] || { echo "usage: $0 [--model FILE] [--model-consult every|consolidation] [--out DIR] DAY.parquet..." >&2; exit 2; }
+[[ $# -gt 0 ]] || { echo "usage: $0 [--model FILE] [--model-consult optional|every|consolidation] [--out DIR] DAY.parquet..." >&2; exit 2; }
 bin=${KEEL_AGENT:-${CARGO_TARGET_DIR:-target}/release/keel-agent}
 if [[ ! -x $bin ]]; then
     cargo build --release --locked -p keel-agent >&2

@@ -194,7 +194,7 @@ fn migration_log_and_steps_agree_with_the_metrics() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("policy,t,vm,from_host,to_host,thrash"),
+        Some("policy,t,vm,from_host,to_host,thrash,from_util,from_vms"),
         "header"
     );
     let rows: Vec<Vec<&str>> = lines.map(fields).collect();
@@ -220,6 +220,13 @@ fn migration_log_and_steps_agree_with_the_metrics() {
                 !x[2].is_empty() && !x[4].is_empty() && x[3] != x[4],
                 "{x:?}"
             );
+            // The source host as the migration started: it held the VM; a Keel host moves a VM
+            // out only above its overload threshold (0.9) or below its draining one (0.3).
+            let (u, n): (f64, u32) = (x[6].parse().unwrap(), x[7].parse().unwrap());
+            assert!(n >= 1 && u >= 0.0, "{x:?}");
+            if r.name.starts_with("keel-") {
+                assert!(!(0.3..=0.9).contains(&u), "{x:?}");
+            }
             let e = seen.entry(x[2]).or_insert((f64::NEG_INFINITY, Vec::new()));
             let want = t - e.0 < 3600.0 || e.1.contains(&x[4]);
             assert_eq!(x[5] == "true", want, "{}: {x:?}", r.name);

@@ -104,7 +104,7 @@ pub struct ClusterArgs {
     pub min_stay_s: Option<f64>,
     /// Which offers a host checks with the stability model (with `--model`): `every` or
     /// `consolidation` (as in replay).
-    #[arg(long, value_enum, default_value_t = ModelConsult::Every)]
+    #[arg(long, value_enum, default_value_t = ModelConsult::default())]
     pub model_consult: ModelConsult,
     /// Print the report as JSON.
     #[arg(long)]

@@ -148,9 +148,11 @@ pub struct FileConfig {
     /// Gossip period, ms.
     pub gossip_interval_ms: Option<u64>,
     /// Minimum stay of a VM that migrated here, seconds (default: the stability model's window,
-    /// at least an hour, while one is loaded; none otherwise).
+    /// at least an hour, while one is consulted on `every` offer or on `consolidation`; none
+    /// otherwise).
     pub min_stay_s: Option<f64>,
-    /// Which offers are checked with the stability model: `every` (default) or `consolidation`.
+    /// Which decisions are checked with the stability model: `optional` (default), `every` or
+    /// `consolidation` (see `ModelConsult`).
     pub model_consult: Option<ModelConsult>,
     /// The executor.
     #[serde(default)]
@@ -219,8 +221,9 @@ pub struct RunArgs {
     /// loaded; 0 otherwise).
     #[arg(long, env = "KEEL_MIN_STAY_S")]
     pub min_stay_s: Option<f64>,
-    /// Which offers this host checks with the stability model: `every` offer (default), or only
-    /// `consolidation` (offers from hosts emptying themselves).
+    /// Which decisions this host checks with the stability model: the `optional` moves (default:
+    /// offers from hosts emptying themselves, and shedding a VM below capacity), `every` offer,
+    /// or only `consolidation` offers.
     #[arg(long, env = "KEEL_MODEL_CONSULT", value_enum)]
     pub model_consult: Option<ModelConsult>,
 }
@@ -276,9 +279,9 @@ pub struct Settings {
     pub eval_interval: Duration,
     /// Gossip period.
     pub gossip_interval: Duration,
-    /// Minimum stay, seconds (`None`: an hour while a stability model is loaded, none otherwise).
+    /// Minimum stay, seconds (`None`: `default_min_stay_s`).
     pub min_stay_s: Option<f64>,
-    /// Which offers are checked with the stability model.
+    /// Which decisions are checked with the stability model.
     pub model_consult: ModelConsult,
 }
 
@@ -498,8 +501,9 @@ mod tests {
             Some(600.0)
         );
         assert_eq!(Settings::resolve(cli, f2).unwrap().min_stay_s, Some(60.0));
-        // Which offers the model checks: every one unless the file or the flag says otherwise.
-        assert_eq!(s.model_consult, ModelConsult::Every);
+        // Which decisions the model checks: the optional moves unless the file or the flag says
+        // otherwise.
+        assert_eq!(s.model_consult, ModelConsult::Optional);
         let f3: FileConfig = toml::from_str(&format!(
             "id = \"a\"\ncluster_key = \"{KEY}\"\ncapacity = 100.0\nmodel_consult = \"consolidation\"\n"
         ))

@@ -110,19 +110,29 @@ pub struct CoreConfig {
     pub model_consult: ModelConsult,
 }
 
-/// Which offers a receiver checks with the stability model (`canMigrate/3`, `price/3`).
+/// Which decisions a host checks with the stability model: the offers it is asked to take
+/// (`canMigrate/3`, `price/3`) and, with [`ModelConsult::Optional`], whether it must shed a VM at
+/// all (`overloaded/3`).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum ModelConsult {
     /// Every offer: a host declines any VM that the model expects to overload it.
-    #[default]
     Every,
     /// Only offers from hosts emptying themselves (consolidation), which are optional moves. An
     /// overloaded host's VM has to go somewhere: declining it only sends it to an emptier or a
     /// switched-off host while its host stays overloaded.
     Consolidation,
+    /// The optional moves only: offers from hosts emptying themselves (as
+    /// [`ModelConsult::Consolidation`]), and the move out of a host above its overload threshold
+    /// but below its capacity, which waits while the model, scoring the host as it is, does not
+    /// expect it to reach capacity (its label) within its horizon. A host at capacity sheds a VM
+    /// to the best host that fits. The minimum stay is off by default
+    /// ([`default_min_stay_s`](crate::sim::keel::default_min_stay_s)): the model judges whether a
+    /// host must shed a VM.
+    #[default]
+    Optional,
 }
 
 /// How a host chooses the VM to offer (`overloaded/3`, `draining/3`).
@@ -265,6 +275,9 @@ pub struct CoreStats {
     pub last_error: Option<String>,
     /// Candidates the stability model turned down.
     pub model_vetoes: u64,
+    /// Overloads left to pass because the model expects the host to stay below capacity
+    /// ([`ModelConsult::Optional`]).
+    pub model_waits: u64,
     /// Switched-off hosts powered on (`wake/3`).
     pub woken: u64,
     /// Offers taken without a reservation (by a host that was just powered on).
@@ -800,6 +813,7 @@ impl HostAgent {
             + s.timed_out
             + s.model_errors
             + s.model_vetoes
+            + s.model_waits
             + s.woken
             + s.unsolicited
             + s.lcc_sent.values().sum::<u64>()

@@ -151,7 +151,7 @@ impl Cx<'_> {
         let Some(m) = self.cfg.stability.as_deref() else {
             return false;
         };
-        if !need.drain && self.cfg.model_consult == ModelConsult::Consolidation {
+        if !need.drain && self.cfg.model_consult != ModelConsult::Every {
             return false;
         }
         let cap = self.st.load.capacity;
@@ -175,6 +175,36 @@ impl Cx<'_> {
             self.st.stats.model_vetoes += 1;
         }
         unstable
+    }
+
+    /// Whether this host, above its overload threshold but below its capacity (CPU, and memory
+    /// below 0.9), can keep its VMs: the stability model, scoring the host's own history, does
+    /// not expect it to reach capacity (its label) within its horizon
+    /// ([`ModelConsult::Optional`]). No model, too short a history, or another consult: `false`.
+    fn overload_passes(&mut self) -> bool {
+        if self.cfg.model_consult != ModelConsult::Optional {
+            return false;
+        }
+        let Some(m) = self.cfg.stability.as_deref() else {
+            return false;
+        };
+        let u = self.st.util();
+        if u >= 1.0 || self.st.mem_util() > 0.9 {
+            return false;
+        }
+        let n = m.window_samples(self.cfg.step_s);
+        self.st.hist_reads += 1;
+        let own = &self.st.hist;
+        if own.len() < n {
+            return false;
+        }
+        let win: Vec<f64> = own.iter().skip(own.len() - n).copied().collect();
+        let w = keel_core::features::HostWindow::cpu(self.cfg.step_s, &win);
+        let stable = m.score(&w).is_ok_and(|s| !m.is_unstable_at(s, u));
+        if stable {
+            self.st.stats.model_waits += 1;
+        }
+        stable
     }
 
     /// Whether VM `i` arrived too recently to be offered again (the minimum stay).
@@ -305,6 +335,9 @@ impl Knowledge for Preds<'_, '_> {
             ("overloaded", 3) => {
                 let thr = num(&args[0])?;
                 if !cx.cfg.gives_vms || (cx.st.util() <= thr && cx.st.mem_util() <= thr.max(0.9)) {
+                    return Ok(None);
+                }
+                if cx.overload_passes() {
                     return Ok(None);
                 }
                 let excess = cx.st.cpu - thr * cx.st.load.capacity;

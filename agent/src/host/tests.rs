@@ -411,6 +411,7 @@ fn offer_to_a_host_with_a_model(
     let cfg = CoreConfig {
         stability: Some(mean_model(0.75)),
         min_stay_s: min_stay,
+        model_consult: ModelConsult::Every,
         ..CoreConfig::default()
     };
     let mut l0 = load(&[(1, 500.0), (2, 450.0)]);
@@ -740,5 +741,66 @@ fn consulting_on_consolidation_only_lets_an_overloaded_hosts_vm_go_and_still_gua
     assert_eq!(
         offer_consulting(&drain, 0.5, ModelConsult::Every),
         (none, 1)
+    );
+}
+
+/// Hosts 0 and 1 with histories at `u0` and 0.3 over the model's window (a model flagging a
+/// mean of 0.9 or more, consulted as `consult` says); then host 0 measured with `vms` and the
+/// exchange run. Returns the VMs that moved and host 0's waits.
+fn shed_after_history(u0: f64, vms: &[(i64, f64)], consult: ModelConsult) -> (Vec<String>, u64) {
+    let cfg = CoreConfig {
+        stability: Some(mean_model(0.9)),
+        model_consult: consult,
+        ..CoreConfig::default()
+    };
+    let mut ags = agents_with(POWER_SAVING, 2, &cfg);
+    let mut view = TestView::default();
+    let n = model_window(&cfg);
+    for k in 0..n {
+        let t = Time::from_secs_f64(k as f64);
+        for (a, u) in [(0, u0), (1, 0.3)] {
+            let mut l = load(&[(9 + a as i64, 300.0)]);
+            l.step_util = Some(u);
+            let _ = ags[a].tick(t, l, &mut view);
+        }
+    }
+    let mut l0 = load(vms);
+    l0.step_util = Some(u0);
+    let q: Vec<(usize, Output)> = ags[0]
+        .tick(Time::from_secs_f64(n as f64), l0, &mut view)
+        .into_iter()
+        .map(|o| (0, o))
+        .collect();
+    let (executed, _) = pump(&mut ags, &mut view, q);
+    (
+        executed.into_iter().map(|(vm, _)| vm).collect(),
+        ags[0].stats().model_waits,
+    )
+}
+
+#[test]
+fn an_overload_below_capacity_waits_while_the_model_expects_the_host_to_stay_below_it() {
+    let one = |v: &str| vec![v.to_string()];
+    let none = Vec::<String>::new();
+    // 0.95 of capacity, above the 0.9 threshold; the host's history is calm (0.3).
+    let over = [(1, 500.0), (2, 450.0)];
+    assert_eq!(
+        shed_after_history(0.3, &over, ModelConsult::Optional),
+        (none, 1)
+    );
+    // Consulted on offers only, the host sheds as without a model.
+    for c in [ModelConsult::Every, ModelConsult::Consolidation] {
+        assert_eq!(shed_after_history(0.3, &over, c), (one("1"), 0), "{c:?}");
+    }
+    // A history the model flags (0.95 over the window): the host sheds.
+    assert_eq!(
+        shed_after_history(0.95, &over, ModelConsult::Optional),
+        (one("1"), 0)
+    );
+    // At capacity (1.02) the host sheds whatever the model says.
+    let full = [(1, 500.0), (2, 520.0)];
+    assert_eq!(
+        shed_after_history(0.3, &full, ModelConsult::Optional),
+        (one("1"), 0)
     );
 }

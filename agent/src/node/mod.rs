@@ -196,11 +196,12 @@ pub struct NodeConfig {
     /// the replay does.
     pub replay_order: bool,
     /// Minimum stay of a VM that migrated to this host, seconds of host time (see
-    /// [`CoreConfig::min_stay_s`]); `None`: the model's window and at least an hour
-    /// ([`default_min_stay_s`](crate::sim::keel::default_min_stay_s)) while a stability model is
-    /// loaded, none otherwise (as in the replay).
+    /// [`CoreConfig::min_stay_s`]); `None`: as the replay's default
+    /// ([`default_min_stay_s`](crate::sim::keel::default_min_stay_s): the model's window and at
+    /// least an hour while a stability model is consulted on `every` offer or on
+    /// `consolidation`, none otherwise).
     pub min_stay_s: Option<f64>,
-    /// Which offers are checked with the stability model ([`CoreConfig::model_consult`]).
+    /// Which decisions are checked with the stability model ([`CoreConfig::model_consult`]).
     pub model_consult: ModelConsult,
     /// Seconds of host time per real second: 1 on hosts; a `cluster` replaying a trace faster
     /// sets its speed-up, so that a VM's stay is counted in trace time.
@@ -254,7 +255,7 @@ impl NodeConfig {
             rank: Rank::Pack,
             replay_order: false,
             min_stay_s: None,
-            model_consult: ModelConsult::Every,
+            model_consult: ModelConsult::default(),
             time_scale: 1.0,
         }
     }
@@ -1128,10 +1129,9 @@ impl Actor {
             step_util: point,
         };
         // The minimum stay follows the model unless configured (as in the replay).
-        let min_stay = self
-            .cfg
-            .min_stay_s
-            .unwrap_or_else(|| crate::sim::keel::default_min_stay_s(model.as_deref()));
+        let min_stay = self.cfg.min_stay_s.unwrap_or_else(|| {
+            crate::sim::keel::default_min_stay_s(model.as_deref(), self.cfg.model_consult)
+        });
         self.core.set_min_stay_s(min_stay);
         // So does the choice of the VM to offer, as in the replay.
         self.core

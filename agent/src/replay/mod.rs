@@ -99,10 +99,13 @@ pub struct ReplayArgs {
     /// load first; see `VmChoice`). Default: `calm` for `+model` policies, `size` for the others.
     #[arg(long, value_enum)]
     pub vm_choice: Option<VmChoice>,
-    /// Which offers a Keel host asked to take a VM checks with the stability model (`+model`
-    /// policies): `every` offer, or only `consolidation` (offers from hosts emptying themselves;
-    /// an overloaded host's VM goes to the best host that fits, as without a model).
-    #[arg(long, value_enum, default_value_t = ModelConsult::Every)]
+    /// Which decisions a Keel host checks with the stability model (`+model` policies):
+    /// `optional` (default: only the optional moves, i.e. taking a VM from a host emptying itself,
+    /// and shedding a VM from a host above its threshold but below capacity, which waits while
+    /// the model expects the host to stay below capacity; no minimum stay by default), `every`
+    /// offer it is asked to take, or only `consolidation` offers (an overloaded host's VM goes to
+    /// the best host that fits, as without a model).
+    #[arg(long, value_enum, default_value_t = ModelConsult::default())]
     pub model_consult: ModelConsult,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]

@@ -182,7 +182,16 @@ pub fn steps_csv(results: &[Named]) -> String {
 }
 
 /// Columns of `--migrations-csv`.
-pub const MIGRATIONS_HEADER: [&str; 6] = ["policy", "t", "vm", "from_host", "to_host", "thrash"];
+pub const MIGRATIONS_HEADER: [&str; 8] = [
+    "policy",
+    "t",
+    "vm",
+    "from_host",
+    "to_host",
+    "thrash",
+    "from_util",
+    "from_vms",
+];
 
 /// `--migrations-csv`: one row per migration ([`MIGRATIONS_HEADER`]; `t` in seconds from the
 /// start, host and VM ids as in the scenario and the dataset, `from_host` empty for a VM without
@@ -240,11 +249,13 @@ impl MigrationCsv {
             let from = m.from.map(host).transpose()?.unwrap_or_default();
             writeln!(
                 out,
-                "{policy},{},{},{from},{},{}",
+                "{policy},{},{},{from},{},{},{},{}",
                 m.t,
                 csv_field(&vm.id),
                 host(m.to)?,
-                m.thrash
+                m.thrash,
+                m.from_util,
+                m.from_vms
             )?;
         }
         Ok(())

@@ -176,6 +176,11 @@ pub struct Migration {
     /// Counted in `thrash_migrations`: back to a host the VM had left, or within an hour of its
     /// last move.
     pub thrash: bool,
+    /// The source host's requested CPU over its capacity when the migration started (0 without
+    /// a source): above the overload threshold a relief, low a consolidation.
+    pub from_util: f64,
+    /// VMs on the source host when the migration started, this one included.
+    pub from_vms: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -991,6 +996,14 @@ impl<'a> Engine<'a> {
 
     fn start_migration(&mut self, v: usize, target: usize, t: f64) {
         self.migrations += 1;
+        let (from_util, from_vms) = match (self.migration_log.is_some(), self.vms[v].host) {
+            (true, Some(s)) => {
+                let s = s as usize;
+                let n = u32::try_from(self.hosts[s].vm_list.len()).unwrap_or(u32::MAX);
+                (self.requested_mips(s) / self.hosts[s].total_mips, n)
+            }
+            _ => (0.0, 0),
+        };
         let vm = &mut self.vms[v];
         let from = vm.table;
         let thrash = t - vm.last_move < 3600.0 || vm.left.contains(&(target as u32));
@@ -1004,6 +1017,8 @@ impl<'a> Engine<'a> {
                 from,
                 to: target as u32,
                 thrash,
+                from_util,
+                from_vms,
             });
         }
         vm.last_move = t;

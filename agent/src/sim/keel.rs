@@ -96,13 +96,18 @@ impl Variant {
     }
 }
 
-/// The minimum stay of a VM by default, seconds. With a stability model: the model's window,
-/// and at least an hour. A host a VM moved to is judged on a projected series (its history
-/// plus the VM's) until its own history holds the VM for a whole window, so moving the VM again
-/// before then acts on a guess; and thrash is a VM moved again within an hour, the horizon the
-/// model is asked about. Without a model: none.
-pub fn default_min_stay_s(model: Option<&ModelFile>) -> f64 {
-    model.map_or(0.0, |m| m.window_s().max(3600.0))
+/// The minimum stay of a VM by default, seconds. With a stability model consulted on every
+/// offer or on consolidation only: the model's window, and at least an hour. A host a VM moved
+/// to is judged on a projected series (its history plus the VM's) until its own history holds
+/// the VM for a whole window, so moving the VM again before then acts on a guess; and thrash is
+/// a VM moved again within an hour, the horizon the model is asked about. With
+/// [`ModelConsult::Optional`] the model itself judges whether a host must shed a VM: none. Without
+/// a model: none.
+pub fn default_min_stay_s(model: Option<&ModelFile>, consult: ModelConsult) -> f64 {
+    match (model, consult) {
+        (Some(m), ModelConsult::Every | ModelConsult::Consolidation) => m.window_s().max(3600.0),
+        _ => 0.0,
+    }
 }
 
 /// How a host chooses the VM to offer by default: [`VmChoice::Calm`] with a stability model
@@ -146,7 +151,7 @@ impl Default for Transport {
             bidders: 3,
             min_stay_s: None,
             vm_choice: None,
-            model_consult: ModelConsult::Every,
+            model_consult: ModelConsult::default(),
         }
     }
 }
@@ -337,10 +342,9 @@ impl Policy for KeelPolicy {
                 .transport
                 .vm_choice
                 .unwrap_or_else(|| default_vm_choice(self.model.as_deref()));
-            cfg.min_stay_s = self
-                .transport
-                .min_stay_s
-                .unwrap_or_else(|| default_min_stay_s(self.model.as_deref()));
+            cfg.min_stay_s = self.transport.min_stay_s.unwrap_or_else(|| {
+                default_min_stay_s(self.model.as_deref(), self.transport.model_consult)
+            });
             self.agents = (0..n)
                 .map(|h| {
                     HostAgent::new(
@@ -373,8 +377,8 @@ impl Policy for KeelPolicy {
         d.run(&mut view, e.now)?;
         let moves = d.moves;
         // Sum the agents' counters afresh (they are cumulative).
-        let (mut started, mut agreed, mut refused, mut timed_out, mut vetoes, mut woken) =
-            (0, 0, 0, 0, 0, 0);
+        let (mut started, mut agreed, mut refused, mut timed_out) = (0, 0, 0, 0);
+        let (mut vetoes, mut waits, mut woken) = (0, 0, 0);
         for a in &self.agents {
             let s = a.stats();
             started += s.started;
@@ -382,6 +386,7 @@ impl Policy for KeelPolicy {
             refused += s.refused;
             timed_out += s.timed_out;
             vetoes += s.model_vetoes;
+            waits += s.model_waits;
             woken += s.woken;
         }
         self.stats.started = started;
@@ -390,6 +395,7 @@ impl Policy for KeelPolicy {
         self.stats.timed_out = timed_out;
         self.stats.woken = woken;
         self.stats.model_vetoes = vetoes;
+        self.stats.model_waits = waits;
         Ok(moves)
     }
 

@@ -21,6 +21,9 @@ pub struct Negotiation {
     pub timed_out: u64,
     /// Candidates skipped or ranked last because the model scored them unstable.
     pub model_vetoes: u64,
+    /// Overloads below capacity left to pass because the model expected the host to stay below
+    /// it (`--model-consult optional`).
+    pub model_waits: u64,
     /// Switched-off hosts a requester powered on because no running peer took its VM.
     pub woken: u64,
     /// Messages of the commit layer under `migrate(...)` (offer, accept, commit, ...).
