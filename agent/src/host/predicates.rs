@@ -515,7 +515,7 @@ impl Knowledge for Preds<'_, '_> {
             }
             // The seed model (design note): thresholds from the agent's settings.
             ("overloaded", 1) => {
-                if !cx.cfg.gives_vms || cx.st.util() <= cx.cfg.high {
+                if !cx.cfg.gives_vms || cx.st.util() <= cx.cfg.high || cx.overload_passes() {
                     return Ok(None);
                 }
                 let excess = cx.st.cpu - cx.cfg.high * cx.st.load.capacity;

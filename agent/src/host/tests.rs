@@ -748,12 +748,21 @@ fn consulting_on_consolidation_only_lets_an_overloaded_hosts_vm_go_and_still_gua
 /// mean of 0.9 or more, consulted as `consult` says); then host 0 measured with `vms` and the
 /// exchange run. Returns the VMs that moved and host 0's waits.
 fn shed_after_history(u0: f64, vms: &[(i64, f64)], consult: ModelConsult) -> (Vec<String>, u64) {
+    shed_after_history_in(POWER_SAVING, u0, vms, consult)
+}
+
+fn shed_after_history_in(
+    src: &str,
+    u0: f64,
+    vms: &[(i64, f64)],
+    consult: ModelConsult,
+) -> (Vec<String>, u64) {
     let cfg = CoreConfig {
         stability: Some(mean_model(0.9)),
         model_consult: consult,
         ..CoreConfig::default()
     };
-    let mut ags = agents_with(POWER_SAVING, 2, &cfg);
+    let mut ags = agents_with(src, 2, &cfg);
     let mut view = TestView::default();
     let n = model_window(&cfg);
     for k in 0..n {
@@ -802,5 +811,15 @@ fn an_overload_below_capacity_waits_while_the_model_expects_the_host_to_stay_bel
     assert_eq!(
         shed_after_history(0.3, &full, ModelConsult::Optional),
         (one("1"), 0)
+    );
+    // The seed model's `overloaded/1` asks the same question.
+    let seed = include_str!("../../protocols/seed.lcc");
+    assert_eq!(
+        shed_after_history_in(seed, 0.3, &over, ModelConsult::Optional),
+        (Vec::new(), 1)
+    );
+    assert_eq!(
+        shed_after_history_in(seed, 0.3, &over, ModelConsult::Every).1,
+        0
     );
 }
