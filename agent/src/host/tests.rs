@@ -384,16 +384,24 @@ fn offer_to_a_host_with_history(cfg: CoreConfig, l0: HostLoad) -> (Vec<String>, 
         l.step_util = Some(0.3);
         let _ = ags[1].tick(Time::from_secs_f64(k as f64), l, &mut view);
     }
+    let moved = measure_host_0(&mut ags, &mut view, Time::ZERO, l0);
+    (moved, ags[1].stats().model_vetoes)
+}
+
+/// Host 0 measured as `l0` at `now`, and the exchange run: the VMs that moved.
+fn measure_host_0(
+    ags: &mut [HostAgent],
+    view: &mut TestView,
+    now: Time,
+    l0: HostLoad,
+) -> Vec<String> {
     let q: Vec<(usize, Output)> = ags[0]
-        .tick(Time::ZERO, l0, &mut view)
+        .tick(now, l0, view)
         .into_iter()
         .map(|o| (0, o))
         .collect();
-    let (executed, _) = pump(&mut ags, &mut view, q);
-    (
-        executed.into_iter().map(|(vm, _)| vm).collect(),
-        ags[1].stats().model_vetoes,
-    )
+    let (executed, _) = pump(ags, view, q);
+    executed.into_iter().map(|(vm, _)| vm).collect()
 }
 
 /// Samples in the window of `cfg`'s model.
@@ -775,16 +783,8 @@ fn shed_after_history_in(
     }
     let mut l0 = load(vms);
     l0.step_util = Some(u0);
-    let q: Vec<(usize, Output)> = ags[0]
-        .tick(Time::from_secs_f64(n as f64), l0, &mut view)
-        .into_iter()
-        .map(|o| (0, o))
-        .collect();
-    let (executed, _) = pump(&mut ags, &mut view, q);
-    (
-        executed.into_iter().map(|(vm, _)| vm).collect(),
-        ags[0].stats().model_waits,
-    )
+    let moved = measure_host_0(&mut ags, &mut view, Time::from_secs_f64(n as f64), l0);
+    (moved, ags[0].stats().model_waits)
 }
 
 #[test]
