@@ -43,6 +43,16 @@ impl VictoriaMetrics {
     /// The binary is missing (the message has the install command), it does not start, or it is
     /// not healthy within 15 s.
     pub fn start(port: u16, data_dir: &Path) -> Result<Self, String> {
+        Self::start_with(port, data_dir, &[])
+    }
+
+    /// As [`VictoriaMetrics::start`], with extra server flags (e.g.
+    /// `-dedup.minScrapeInterval=1ms`, which keeps one sample per series and millisecond, as a
+    /// fleet receiving at-least-once deliveries runs it).
+    ///
+    /// # Errors
+    /// As [`VictoriaMetrics::start`].
+    pub fn start_with(port: u16, data_dir: &Path, extra: &[&str]) -> Result<Self, String> {
         let bin =
             binary().ok_or_else(|| format!("victoria-metrics is not installed: {INSTALL}"))?;
         let log = std::fs::File::create(data_dir.with_extension("log"))
@@ -55,6 +65,7 @@ impl VictoriaMetrics {
                 "-search.latencyOffset=0s",
                 "-search.disableCache",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
