@@ -546,6 +546,22 @@ fn entered_role(cl: &CClause, role_v: &Value) -> bool {
     role_v.is_ground() && !cl.role_has_float
 }
 
+/// Whether unifying `v` (a predicate's argument) with `o` (what the predicate returned for it)
+/// would succeed without binding anything, seen without the unifier: `o` is the same shared
+/// ground term, the same atom or string, an equal integer or float, or both are `[]`. (`false`
+/// does not mean that the unification fails.)
+fn returned_as_is(v: &Value, o: &Value) -> bool {
+    match (v, o) {
+        (Value::Compound(x), Value::Compound(y)) => Arc::ptr_eq(x, y) && v.is_ground(),
+        (Value::Cons(x), Value::Cons(y)) => Arc::ptr_eq(x, y) && v.is_ground(),
+        (Value::Atom(x), Value::Atom(y)) | (Value::Str(x), Value::Str(y)) => Arc::ptr_eq(x, y),
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Float(x), Value::Float(y)) => x == y,
+        (Value::Nil, Value::Nil) => true,
+        _ => false,
+    }
+}
+
 fn par(a: St, b: St) -> St {
     match (a, b) {
         (St::Closed, x) | (x, St::Closed) => x,
@@ -938,6 +954,10 @@ impl Cx<'_> {
                     return Err(failed(self, message));
                 }
                 for (v, o) in vals.iter().zip(outs) {
+                    // An argument handed back as it came unifies with itself, binding nothing.
+                    if returned_as_is(v, &o) {
+                        continue;
+                    }
                     let o = self.store.sanitize(o);
                     if !self.store.unify(v, &o) {
                         return Ok(false);
