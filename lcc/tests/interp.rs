@@ -482,3 +482,24 @@ fn non_tail_recursion_is_bounded_by_an_error() {
     assert_eq!(&src[e.span.range()], "a(x, I)");
     assert!(peer.footprint().nodes <= 3 * 256 + 3);
 }
+
+/// The sender's role in a message is the role its clause plays: the values the caller passed
+/// where the head has variables, the head's own constants where it has them (`0.0` unifies with
+/// `-0.0`, and the head says `0.0`).
+#[test]
+fn a_sent_message_carries_the_role_its_clause_plays() {
+    let src = "r(start, initial)\n\
+               a(start, I) :: null <- true then a(fixed(-0.0), I) then a(open(-0.0, X), I)\n\
+               a(fixed(0.0), I) :: one => a(other, o)\n\
+               a(open(V, W), I) :: two(W) => a(other, o)\n";
+    let mut peer = Peer::new(program(src), a("start"), a("p")).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(
+        peer.step(&mut Registry::new(), &mut NoDirectory, &mut out)
+            .unwrap(),
+        Status::Closed
+    );
+    let roles: Vec<String> = out.iter().map(|e| e.from.role.to_string()).collect();
+    assert_eq!(roles, vec!["fixed(0.0)", "open(-0.0, _G0)"]);
+    assert_eq!(out[1].body.to_string(), "two(_G0)");
+}

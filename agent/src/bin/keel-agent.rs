@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use keel_agent::{daemon, lcc_cli, replay};
 
+// The interaction models' interpreter allocates a term for almost every step it takes.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Keel's host agent: negotiates VM migrations with peers in LCC, replays traces, checks LCC.
 #[derive(Debug, Parser)]
 #[command(name = "keel-agent", version, about)]

@@ -398,9 +398,17 @@ pub(crate) struct State {
     pub(crate) mem: f64,
     pub(crate) draining: bool,
     pub(crate) incoming: bool,
+    /// VMs agreed to move, by key (changed through [`State::set_moved`]).
     pub(crate) moved: FxHashSet<String>,
     pub(crate) tried: FxHashMap<String, (u32, Vec<Value>)>,
+    /// VMs given up for the interval, by key (changed through [`State::set_exhausted`]).
     pub(crate) exhausted: FxHashSet<String>,
+    /// `gone[i]`: VM `i` of the load is in `moved` or `exhausted` (read for every VM at every
+    /// choice of a VM to offer, without hashing its key).
+    pub(crate) gone: Vec<bool>,
+    /// `need_vals[i][drain]`: VM `i`'s `Need` term as offered, made at its first offer in the
+    /// interval (the load, which it is made of, changes only with a measurement).
+    pub(crate) need_vals: Vec<[Option<Value>; 2]>,
     /// Reservations this host's model made (`canMigrate`), by VM: CPU and memory.
     pub(crate) promises: FxHashMap<String, (f64, f64)>,
     /// Agreed migrations waiting for the commit layer: VM key, CPU, target.
@@ -447,6 +455,37 @@ impl State {
 
     pub(crate) fn index_of(&self, key: &str) -> Option<usize> {
         self.keys.iter().position(|k| k == key)
+    }
+
+    /// Puts VM `key` in `moved` (`true`) or takes it out.
+    pub(crate) fn set_moved(&mut self, key: &str, moved: bool) {
+        if moved {
+            self.moved.insert(key.to_string());
+        } else {
+            self.moved.remove(key);
+        }
+        self.refresh_gone(key);
+    }
+
+    /// Puts VM `key` in `exhausted`.
+    pub(crate) fn set_exhausted(&mut self, key: &str) {
+        self.exhausted.insert(key.to_string());
+        self.refresh_gone(key);
+    }
+
+    /// `gone` of the VMs keyed `key`, after `moved` or `exhausted` changed.
+    fn refresh_gone(&mut self, key: &str) {
+        let g = self.moved.contains(key) || self.exhausted.contains(key);
+        for (k, gone) in self.keys.iter().zip(self.gone.iter_mut()) {
+            if k == key {
+                *gone = g;
+            }
+        }
+    }
+
+    /// Whether VM `i` is in `moved` or `exhausted`.
+    pub(crate) fn is_gone(&self, i: usize) -> bool {
+        self.gone.get(i).copied().unwrap_or(false)
     }
 }
 
@@ -746,6 +785,10 @@ impl HostAgent {
         st.moved.clear();
         st.tried.clear();
         st.exhausted.clear();
+        st.gone.clear();
+        st.gone.resize(n, false);
+        st.need_vals.clear();
+        st.need_vals.resize(n, [None, None]);
         st.last_pick = None;
         st.targets.clear();
         // Reservations the commit layer still holds (a VM on its way in) stay planned.
@@ -774,7 +817,7 @@ impl HostAgent {
                     st.mem -= st.load.vms[i].mem;
                 }
             }
-            st.moved.insert(vm);
+            st.set_moved(&vm, true);
         }
         // A peer with messages waiting starts without them.
         let restarted = !self.peer.inbox().is_empty() && self.peer.reset().is_ok();
@@ -966,7 +1009,9 @@ impl HostAgent {
             .filter(|(_, &h)| h)
             .map(|(k, _)| k.clone())
             .collect();
-        self.st.exhausted.extend(keys);
+        for k in &keys {
+            self.st.set_exhausted(k);
+        }
         self.step(now, view, &mut out);
         out
     }
@@ -1090,7 +1135,7 @@ impl HostAgent {
                         st.mem += st.load.vms[i].mem;
                     }
                 }
-                st.moved.remove(&r.vm);
+                st.set_moved(&r.vm, false);
                 let to = st
                     .targets
                     .remove(&r.vm)

@@ -126,7 +126,7 @@ pub(crate) fn note_tried(st: &mut State, max: u32, vm: &str, to: Value) {
     e.0 += 1;
     e.1.push(to);
     if e.0 >= max {
-        st.exhausted.insert(vm.to_string());
+        st.set_exhausted(vm);
     }
 }
 
@@ -141,6 +141,19 @@ impl Cx<'_> {
             pe_cpu: v.pe_cpu,
             hist: v.hist.clone(),
         }
+    }
+
+    /// The term of [`Cx::need_of`], made once per VM and kind in an interval.
+    fn need_value(&mut self, i: usize, drain: bool) -> Value {
+        let k = usize::from(drain);
+        if let Some(v) = self.st.need_vals.get(i).and_then(|c| c[k].as_ref()) {
+            return v.clone();
+        }
+        let v = self.need_of(i, drain).to_value();
+        if let Some(c) = self.st.need_vals.get_mut(i) {
+            c[k] = Some(v.clone());
+        }
+        v
     }
 
     /// Whether the stability model says this host would overload with `need` added: it scores
@@ -227,8 +240,7 @@ impl Cx<'_> {
             st.here[i]
                 && !st.load.vms[i].migrating
                 && (!settled_only || !self.settling(i))
-                && !st.moved.contains(&st.keys[i])
-                && !st.exhausted.contains(&st.keys[i])
+                && !st.is_gone(i)
         });
         let vms = &st.load.vms;
         if largest_first {
@@ -316,7 +328,7 @@ impl Cx<'_> {
         st.here[i] = false;
         st.cpu -= st.load.vms[i].cpu;
         st.mem -= st.load.vms[i].mem;
-        st.moved.insert(vm.to_string());
+        st.set_moved(vm, true);
         st.commits
             .push_back((vm.to_string(), st.load.vms[i].cpu, id_str(to)));
         st.targets.insert(vm.to_string(), to.clone());
@@ -345,8 +357,8 @@ impl Knowledge for Preds<'_, '_> {
                     return Ok(None);
                 };
                 cx.st.stats.started += 1;
-                let need = cx.need_of(i, false);
-                yes(vec![args[0].clone(), need.vm.clone(), need.to_value()])
+                let vm = cx.st.load.vms[i].id.clone();
+                yes(vec![args[0].clone(), vm, cx.need_value(i, false)])
             }
             ("draining", 3) => {
                 let thr = num(&args[0])?;
@@ -373,8 +385,8 @@ impl Knowledge for Preds<'_, '_> {
                 }
                 cx.st.draining = true;
                 cx.st.stats.started += 1;
-                let need = cx.need_of(i, true);
-                yes(vec![args[0].clone(), need.vm.clone(), need.to_value()])
+                let vm = cx.st.load.vms[i].id.clone();
+                yes(vec![args[0].clone(), vm, cx.need_value(i, true)])
             }
             ("spare", 2) => {
                 let thr = num(&args[0])?;
@@ -526,8 +538,7 @@ impl Knowledge for Preds<'_, '_> {
                     st.here[i]
                         && !st.load.vms[i].migrating
                         && st.load.vms[i].cpu > 0.0
-                        && !st.moved.contains(&st.keys[i])
-                        && !st.exhausted.contains(&st.keys[i])
+                        && !st.is_gone(i)
                 };
                 let mut idx: Vec<usize> = (0..st.load.vms.len())
                     .filter(|&i| movable(i) && !cx.settling(i))
@@ -649,7 +660,7 @@ impl Directory for Discovery<'_, '_> {
             Resolved::Wait => None,
             Resolved::Nobody => {
                 // Nobody can take it: give the VM up for this interval.
-                cx.st.exhausted.insert(key);
+                cx.st.set_exhausted(&key);
                 cx.st.stats.refused += 1;
                 None
             }

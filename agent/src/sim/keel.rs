@@ -415,7 +415,8 @@ struct InFlight {
     t: Time,
     seq: u64,
     to: usize,
-    p: Payload,
+    /// Boxed: the queue moves its entries at every push and pop.
+    p: Box<Payload>,
 }
 impl PartialEq for InFlight {
     fn eq(&self, o: &Self) -> bool {
@@ -535,7 +536,7 @@ impl Round<'_> {
                     t: now + self.latency,
                     seq: self.seq,
                     to,
-                    p,
+                    p: Box::new(p),
                 });
             }
             pending = next;
@@ -567,7 +568,7 @@ impl Round<'_> {
                 if events > ROUND_EVENT_LIMIT {
                     bail!("negotiation round at t = {now_s:.1} s did not settle");
                 }
-                let input = match p {
+                let input = match *p {
                     Payload::Lcc(env) => Input::Lcc(env),
                     Payload::Neg(from, msg) => Input::Neg(from, msg),
                 };

@@ -34,7 +34,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::program::{CCons, Node, NodeId, Program, Tpl};
+use super::program::{CClause, CCons, Node, NodeId, Program, Tpl};
 use super::store::Store;
 use crate::ast::CmpOp;
 use crate::error::{Error, ErrorKind, RuntimeError};
@@ -90,6 +90,9 @@ pub struct Footprint {
 struct Frame {
     clause: u32,
     base: u32,
+    /// The role's value, kept when it was ground on entry (see [`entered_role`]): it stays the
+    /// role's value for as long as the frame lives, so a send need not build it again.
+    role: Option<Value>,
     inner: St,
 }
 
@@ -103,9 +106,11 @@ enum St {
 }
 
 #[derive(Clone, Copy)]
-struct FrameRef {
+struct FrameRef<'r> {
     clause: u32,
     base: u32,
+    /// [`Frame::role`].
+    role: Option<&'r Value>,
 }
 
 /// Default bound of a peer's inbox.
@@ -180,6 +185,7 @@ impl Peer {
                 return Ok(St::Role(Box::new(Frame {
                     clause: c,
                     base,
+                    role: None,
                     inner: St::Init(cl.body),
                 })));
             }
@@ -225,6 +231,7 @@ impl Peer {
     #[must_use]
     pub fn role(&self) -> Value {
         match self.innermost() {
+            Some(Frame { role: Some(r), .. }) => r.clone(),
             Some(f) => {
                 let cl = &self.program.clauses[f.clause as usize];
                 self.store.inst_resolved(&cl.role, f.base)
@@ -370,6 +377,7 @@ impl Peer {
                 let root = FrameRef {
                     clause: u32::MAX,
                     base: 0,
+                    role: None,
                 };
                 match cx.advance(&mut self.root, root) {
                     Ok(true) => {
@@ -530,6 +538,30 @@ struct Cx<'a> {
     args: &'a mut Vec<Value>,
 }
 
+/// Whether `role_v`, a role that clause `cl`'s head has just unified with, is the value of that
+/// head from now on: it is ground (every variable of the head is bound to a part of it, for as
+/// long as the frame lives) and the head has no float constant (`0.0` unifies with `-0.0`, so
+/// the head's own constant could differ from the caller's).
+fn entered_role(cl: &CClause, role_v: &Value) -> bool {
+    role_v.is_ground() && !cl.role_has_float
+}
+
+/// Whether unifying `v` (a predicate's argument) with `o` (what the predicate returned for it)
+/// would succeed without binding anything, seen without the unifier: `o` is the same shared
+/// ground term, the same atom or string, an equal integer or float, or both are `[]`. (`false`
+/// does not mean that the unification fails.)
+fn returned_as_is(v: &Value, o: &Value) -> bool {
+    match (v, o) {
+        (Value::Compound(x), Value::Compound(y)) => Arc::ptr_eq(x, y) && v.is_ground(),
+        (Value::Cons(x), Value::Cons(y)) => Arc::ptr_eq(x, y) && v.is_ground(),
+        (Value::Atom(x), Value::Atom(y)) | (Value::Str(x), Value::Str(y)) => Arc::ptr_eq(x, y),
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Float(x), Value::Float(y)) => x == y,
+        (Value::Nil, Value::Nil) => true,
+        _ => false,
+    }
+}
+
 fn par(a: St, b: St) -> St {
     match (a, b) {
         (St::Closed, x) | (x, St::Closed) => x,
@@ -540,7 +572,7 @@ fn par(a: St, b: St) -> St {
 impl Cx<'_> {
     /// Tries to fire one event in `st`; on `Ok(false)` nothing changed (bindings included, once
     /// the caller undoes to its mark).
-    fn advance(&mut self, st: &mut St, fr: FrameRef) -> Result<bool, Error> {
+    fn advance(&mut self, st: &mut St, fr: FrameRef<'_>) -> Result<bool, Error> {
         match st {
             St::Closed => Ok(false),
             St::Init(n) => match self.start(*n, fr, false)? {
@@ -569,12 +601,19 @@ impl Cx<'_> {
                 Ok(fired)
             }
             St::Role(f) => {
+                let Frame {
+                    clause,
+                    base,
+                    role,
+                    inner,
+                } = &mut **f;
                 let inner_fr = FrameRef {
-                    clause: f.clause,
-                    base: f.base,
+                    clause: *clause,
+                    base: *base,
+                    role: role.as_ref(),
                 };
                 self.depth += 1;
-                let fired = self.advance(&mut f.inner, inner_fr);
+                let fired = self.advance(inner, inner_fr);
                 self.depth -= 1;
                 if !fired? {
                     return Ok(false);
@@ -593,7 +632,7 @@ impl Cx<'_> {
     /// Tries to fire the first event of a not-yet-started node; returns the state after it.
     /// `probing` is set while choosing an `or` branch: a role change then counts as able to fire
     /// only if the new clause's first event fires; otherwise entering the role is itself a step.
-    fn start(&mut self, n: NodeId, fr: FrameRef, probing: bool) -> Result<Option<St>, Error> {
+    fn start(&mut self, n: NodeId, fr: FrameRef<'_>, probing: bool) -> Result<Option<St>, Error> {
         let prog = self.prog;
         match &prog.nodes[n as usize] {
             Node::Send {
@@ -654,7 +693,7 @@ impl Cx<'_> {
         id: &Tpl,
         guard: Option<&CCons>,
         span: Span,
-        fr: FrameRef,
+        fr: FrameRef<'_>,
         probing: bool,
     ) -> Result<Option<St>, Error> {
         let m = self.store.mark();
@@ -698,16 +737,23 @@ impl Cx<'_> {
             if self.store.unify_tpl(&cl.role, base, &role_v)
                 && self.store.unify_tpls(&cl.id, base, id, fr.base)
             {
+                let keep = entered_role(cl, &role_v);
                 if !probing {
                     let inner = St::Init(cl.body);
                     return Ok(Some(St::Role(Box::new(Frame {
                         clause: c,
                         base,
+                        role: keep.then_some(role_v),
                         inner,
                     }))));
                 }
                 self.probe.push(c);
-                let r = self.start(cl.body, FrameRef { clause: c, base }, true);
+                let callee = FrameRef {
+                    clause: c,
+                    base,
+                    role: keep.then_some(&role_v),
+                };
+                let r = self.start(cl.body, callee, true);
                 self.probe.pop();
                 if let Some(inner) = r? {
                     return Ok(Some(match inner {
@@ -715,6 +761,7 @@ impl Cx<'_> {
                         inner => St::Role(Box::new(Frame {
                             clause: c,
                             base,
+                            role: keep.then_some(role_v),
                             inner,
                         })),
                     }));
@@ -734,7 +781,10 @@ impl Cx<'_> {
         }
     }
 
-    fn current_role(&self, fr: FrameRef) -> Value {
+    fn current_role(&self, fr: FrameRef<'_>) -> Value {
+        if let Some(r) = fr.role {
+            return r.clone();
+        }
         match self.prog.clauses.get(fr.clause as usize) {
             Some(cl) => self.store.inst_resolved(&cl.role, fr.base),
             None => Value::atom("?"),
@@ -747,7 +797,7 @@ impl Cx<'_> {
         role: &Tpl,
         id: &Tpl,
         guard: Option<&CCons>,
-        fr: FrameRef,
+        fr: FrameRef<'_>,
     ) -> Result<bool, Error> {
         let m = self.store.mark();
         if let Some(g) = guard {
@@ -808,7 +858,7 @@ impl Cx<'_> {
         role: &Tpl,
         id: &Tpl,
         guard: Option<&CCons>,
-        fr: FrameRef,
+        fr: FrameRef<'_>,
     ) -> Result<bool, Error> {
         if self.inbox.is_empty() {
             return Ok(false);
@@ -864,7 +914,7 @@ impl Cx<'_> {
 
     fn rt_error(
         &self,
-        fr: FrameRef,
+        fr: FrameRef<'_>,
         span: Span,
         f: impl FnOnce(String, String) -> RuntimeError,
     ) -> Error {
@@ -881,7 +931,7 @@ impl Cx<'_> {
         name: &str,
         vals: &[Value],
         span: Span,
-        fr: FrameRef,
+        fr: FrameRef<'_>,
     ) -> Result<bool, Error> {
         let failed = |cx: &Self, message: String| {
             cx.rt_error(fr, span, |agent, role| RuntimeError::Predicate {
@@ -904,6 +954,10 @@ impl Cx<'_> {
                     return Err(failed(self, message));
                 }
                 for (v, o) in vals.iter().zip(outs) {
+                    // An argument handed back as it came unifies with itself, binding nothing.
+                    if returned_as_is(v, &o) {
+                        continue;
+                    }
                     let o = self.store.sanitize(o);
                     if !self.store.unify(v, &o) {
                         return Ok(false);
@@ -926,7 +980,7 @@ impl Cx<'_> {
     }
 
     /// Evaluates a constraint. On `Ok(false)` the caller undoes to its mark.
-    fn eval(&mut self, c: &CCons, fr: FrameRef) -> Result<bool, Error> {
+    fn eval(&mut self, c: &CCons, fr: FrameRef<'_>) -> Result<bool, Error> {
         match c {
             CCons::Call { name, args, span } => {
                 match (&**name, args.len()) {

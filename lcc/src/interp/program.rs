@@ -73,6 +73,8 @@ pub(crate) enum CCons {
 #[derive(Debug)]
 pub(crate) struct CClause {
     pub(crate) role: Tpl,
+    /// The role's template holds a float constant.
+    pub(crate) role_has_float: bool,
     pub(crate) id: Tpl,
     pub(crate) nvars: u32,
     pub(crate) body: NodeId,
@@ -137,6 +139,7 @@ impl Program {
             let nvars = u32::try_from(c.vars.len()).unwrap_or(u32::MAX);
             let idx = u32::try_from(clauses.len()).unwrap_or(u32::MAX);
             clauses.push(CClause {
+                role_has_float: has_float(&role.v),
                 role,
                 id,
                 nvars,
@@ -230,6 +233,16 @@ impl Program {
         .flatten()
         .filter(move |(a, _)| *a == arity)
         .map(|(_, i)| *i)
+    }
+}
+
+/// Does `v` contain a float?
+fn has_float(v: &Value) -> bool {
+    match v {
+        Value::Float(_) => true,
+        Value::Compound(c) => c.args.iter().any(has_float),
+        Value::Cons(c) => has_float(&c.head) || has_float(&c.tail),
+        _ => false,
     }
 }
 

@@ -162,78 +162,82 @@ impl Store {
         bbase: u32,
         stack: &mut Vec<(Value, u32, Value, u32)>,
     ) -> bool {
-        let (a, abase) = self.deref_at(a, abase);
-        let (b, bbase) = self.deref_at(b, bbase);
-        let (mut a, mut abase, mut b, mut bbase) = (a.clone(), abase, b.clone(), bbase);
-        loop {
-            match (&a, &b) {
-                (Value::Var(x), Value::Var(y)) if abase + x == bbase + y => {}
-                (Value::Var(x), other) | (other, Value::Var(x)) => {
-                    // The variable and the other side's base.
-                    let (x, obase) = if matches!(a, Value::Var(_)) {
-                        (abase + x, bbase)
-                    } else {
-                        (bbase + x, abase)
-                    };
-                    if !matches!(other, Value::Var(_))
-                        && !other.is_ground()
-                        && self.occurs(x, other, obase)
-                    {
-                        return false;
-                    }
-                    let other = if obase == 0 {
-                        other.clone()
-                    } else {
-                        shift(other, obase)
-                    };
-                    self.bind(x, other);
-                }
-                (Value::Compound(x), Value::Compound(y)) => {
-                    if !(Arc::ptr_eq(x, y) && (abase == bbase || a.is_ground())) {
-                        if x.name != y.name || x.args.len() != y.args.len() {
-                            return false;
-                        }
-                        stack.extend(
-                            x.args
-                                .iter()
-                                .zip(y.args.iter())
-                                .map(|(p, q)| (p.clone(), abase, q.clone(), bbase)),
-                        );
-                    }
-                }
-                (Value::Cons(x), Value::Cons(y)) => {
-                    if !(Arc::ptr_eq(x, y) && (abase == bbase || a.is_ground())) {
-                        stack.push((x.tail.clone(), abase, y.tail.clone(), bbase));
-                        stack.push((x.head.clone(), abase, y.head.clone(), bbase));
-                    }
-                }
-                (Value::Atom(x), Value::Atom(y)) | (Value::Str(x), Value::Str(y)) => {
-                    if !(Arc::ptr_eq(x, y) || x == y) {
-                        return false;
-                    }
-                }
-                (Value::Int(x), Value::Int(y)) => {
-                    if x != y {
-                        return false;
-                    }
-                }
-                (Value::Float(x), Value::Float(y)) => {
-                    if x != y {
-                        return false;
-                    }
-                }
-                (Value::Nil, Value::Nil) => {}
-                _ => return false,
-            }
-            match stack.pop() {
-                Some((x, xb, y, yb)) => {
-                    let (x, xb) = self.deref_at(&x, xb);
-                    let (y, yb) = self.deref_at(&y, yb);
-                    (a, abase, b, bbase) = (x.clone(), xb, y.clone(), yb);
-                }
-                None => return true,
+        if !self.unify_pair(a, abase, b, bbase, stack) {
+            return false;
+        }
+        while let Some((x, xb, y, yb)) = stack.pop() {
+            if !self.unify_pair(&x, xb, &y, yb, stack) {
+                return false;
             }
         }
+        true
+    }
+
+    /// One step of [`Store::unify_with`]: binds a variable, pushes the pairs of arguments to
+    /// unify next (the last pushed is unified first), or fails. The pair is read in place.
+    fn unify_pair(
+        &mut self,
+        a: &Value,
+        abase: u32,
+        b: &Value,
+        bbase: u32,
+        stack: &mut Vec<(Value, u32, Value, u32)>,
+    ) -> bool {
+        let (a, abase) = self.deref_at(a, abase);
+        let (b, bbase) = self.deref_at(b, bbase);
+        let (x, other) = match (a, b) {
+            (Value::Var(x), Value::Var(y)) if abase + x == bbase + y => return true,
+            (Value::Var(x), other) | (other, Value::Var(x)) => {
+                // The variable and the other side's base.
+                let (x, obase) = if matches!(a, Value::Var(_)) {
+                    (abase + x, bbase)
+                } else {
+                    (bbase + x, abase)
+                };
+                if !matches!(other, Value::Var(_))
+                    && !other.is_ground()
+                    && self.occurs(x, other, obase)
+                {
+                    return false;
+                }
+                let other = if obase == 0 {
+                    other.clone()
+                } else {
+                    shift(other, obase)
+                };
+                (x, other)
+            }
+            (Value::Compound(x), Value::Compound(y)) => {
+                if !(Arc::ptr_eq(x, y) && (abase == bbase || a.is_ground())) {
+                    if x.name != y.name || x.args.len() != y.args.len() {
+                        return false;
+                    }
+                    stack.extend(
+                        x.args
+                            .iter()
+                            .zip(y.args.iter())
+                            .map(|(p, q)| (p.clone(), abase, q.clone(), bbase)),
+                    );
+                }
+                return true;
+            }
+            (Value::Cons(x), Value::Cons(y)) => {
+                if !(Arc::ptr_eq(x, y) && (abase == bbase || a.is_ground())) {
+                    stack.push((x.tail.clone(), abase, y.tail.clone(), bbase));
+                    stack.push((x.head.clone(), abase, y.head.clone(), bbase));
+                }
+                return true;
+            }
+            (Value::Atom(x), Value::Atom(y)) | (Value::Str(x), Value::Str(y)) => {
+                return Arc::ptr_eq(x, y) || x == y;
+            }
+            (Value::Int(x), Value::Int(y)) => return x == y,
+            (Value::Float(x), Value::Float(y)) => return x == y,
+            (Value::Nil, Value::Nil) => return true,
+            _ => return false,
+        };
+        self.bind(x, other);
+        true
     }
 
     /// `v` with every bound variable replaced by its value; unbound ones stay `Var`. A value with
