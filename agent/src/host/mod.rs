@@ -403,6 +403,8 @@ pub(crate) struct State {
     pub(crate) tried: FxHashMap<String, (u32, Vec<Value>)>,
     /// VMs given up for the interval, by key (changed through [`State::set_exhausted`]).
     pub(crate) exhausted: FxHashSet<String>,
+    /// The VM (key) whose last `candidates/2` answer was empty, in this interval.
+    pub(crate) no_candidates: Option<String>,
     /// `gone[i]`: VM `i` of the load is in `moved` or `exhausted` (read for every VM at every
     /// choice of a VM to offer, without hashing its key).
     pub(crate) gone: Vec<bool>,
@@ -785,6 +787,7 @@ impl HostAgent {
         st.moved.clear();
         st.tried.clear();
         st.exhausted.clear();
+        st.no_candidates = None;
         st.gone.clear();
         st.gone.resize(n, false);
         st.need_vals.clear();

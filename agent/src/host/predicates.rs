@@ -440,6 +440,7 @@ impl Knowledge for Preds<'_, '_> {
                     .map_or_else(Vec::new, |t| t.1.clone());
                 let k = cx.cfg.bidders;
                 let c = cx.view.candidates(cx.me, "bidder", &need, &tried, k);
+                cx.st.no_candidates = c.is_empty().then(|| id_str(&need.vm));
                 yes(vec![
                     args[0].clone(),
                     Value::list(c.into_iter().take(k).collect()),
@@ -487,6 +488,16 @@ impl Knowledge for Preds<'_, '_> {
                 let vm = id_str(&args[0]);
                 let max = cx.cfg.max_tries;
                 note_tried(cx.st, max, &vm, args[1].clone());
+                // Discovery named no candidate at all: asking again in this interval would name
+                // none either (it excludes only hosts already tried), so the VM is given up now
+                // rather than after `max_tries` identical rounds.
+                if args[1].as_atom() == Some("nobody")
+                    && cx.st.no_candidates.as_deref() == Some(&vm)
+                {
+                    while !cx.st.exhausted.contains(&vm) {
+                        note_tried(cx.st, max, &vm, args[1].clone());
+                    }
+                }
                 if cx.st.exhausted.contains(&vm) {
                     cx.st.stats.refused += 1;
                 }

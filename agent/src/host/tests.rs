@@ -823,3 +823,26 @@ fn an_overload_below_capacity_waits_while_the_model_expects_the_host_to_stay_bel
         0
     );
 }
+
+#[test]
+fn a_vm_no_candidate_can_take_is_given_up_at_once_and_one_declined_after_every_try() {
+    let auction = include_str!("../../protocols/auction.lcc");
+    let over = [(1, 500.0), (2, 450.0)];
+    // Alone: discovery names no candidate for either VM. Each is offered once in the interval
+    // (asking again would find none either), not `max_tries` times.
+    let mut ags = agents(auction, 1);
+    let mut view = TestView::default();
+    let moved = measure_host_0(&mut ags, &mut view, Time::ZERO, load(&over));
+    assert!(moved.is_empty());
+    let s = ags[0].stats();
+    assert_eq!((s.started, s.refused), (2, 2), "{s:?}");
+    // Beside a full host that declines every bid: each VM is offered `max_tries` times.
+    let mut ags = agents(auction, 2);
+    let mut view = TestView::default();
+    let _ = ags[1].tick(Time::ZERO, load(&[(9, 850.0)]), &mut view);
+    let moved = measure_host_0(&mut ags, &mut view, Time::ZERO, load(&over));
+    assert!(moved.is_empty());
+    let s = ags[0].stats();
+    let tries = u64::from(CoreConfig::default().max_tries);
+    assert_eq!((s.started, s.refused), (2 * tries, 2), "{s:?}");
+}
