@@ -156,34 +156,44 @@ impl Cx<'_> {
         v
     }
 
-    /// Whether the stability model says this host would overload with `need` added: it scores
-    /// the projected series (this host's utilisation history plus the VM's demand history over
-    /// this host's capacity; without the VM's history, its demand now). No model, or too short a
-    /// history of this host, or an offer [`CoreConfig::model_consult`] leaves unchecked: `false`.
-    fn would_overload(&mut self, need: &Need) -> bool {
-        let Some(m) = self.cfg.stability.as_deref() else {
-            return false;
-        };
-        if !need.drain && self.cfg.model_consult != ModelConsult::Every {
-            return false;
-        }
+    /// The stability model's verdict on this host's last window: its utilisation history, plus
+    /// `add`'s demand history over its capacity when given (the projected series; without the
+    /// VM's history, its demand now, held), read at `util_now`, else at the series' last point.
+    /// `None` without a model, a capacity or a whole window of this host's history.
+    fn window_unstable(&mut self, add: Option<&Need>, util_now: Option<f64>) -> Option<bool> {
+        let m = self.cfg.stability.as_deref()?;
         let cap = self.st.load.capacity;
         let n = m.window_samples(self.cfg.step_s);
         self.st.hist_reads += 1;
         let own = &self.st.hist;
         if cap <= 0.0 || own.len() < n {
-            return false;
+            return None;
         }
-        // Without the VM's history, its demand now, held.
-        let vm = need.hist.len().checked_sub(n).map(|k| &need.hist[k..]);
+        let vm = add.map(|need| {
+            (
+                need,
+                need.hist.len().checked_sub(n).map(|k| &need.hist[k..]),
+            )
+        });
         let proj: Vec<f64> = own
             .iter()
             .skip(own.len() - n)
             .enumerate()
-            .map(|(i, &u)| u + vm.map_or(need.cpu, |h| h[i]) / cap)
+            .map(|(i, &u)| u + vm.map_or(0.0, |(need, h)| h.map_or(need.cpu, |h| h[i]) / cap))
             .collect();
         let w = keel_core::features::HostWindow::cpu(self.cfg.step_s, &proj);
-        let unstable = m.score(&w).is_ok_and(|s| m.is_unstable_at(s, proj[n - 1]));
+        let at = util_now.unwrap_or(proj[n - 1]);
+        Some(m.score(&w).is_ok_and(|s| m.is_unstable_at(s, at)))
+    }
+
+    /// Whether the stability model says this host would overload with `need` added: it scores
+    /// the projected series ([`Cx::window_unstable`]). No model, or too short a history of this
+    /// host, or an offer [`CoreConfig::model_consult`] leaves unchecked: `false`.
+    fn would_overload(&mut self, need: &Need) -> bool {
+        if !need.drain && self.cfg.model_consult != ModelConsult::Every {
+            return false;
+        }
+        let unstable = self.window_unstable(Some(need), None) == Some(true);
         if unstable {
             self.st.stats.model_vetoes += 1;
         }
@@ -195,25 +205,14 @@ impl Cx<'_> {
     /// not expect it to reach capacity (its label) within its horizon
     /// ([`ModelConsult::Optional`]). No model, too short a history, or another consult: `false`.
     fn overload_passes(&mut self) -> bool {
-        if self.cfg.model_consult != ModelConsult::Optional {
+        if self.cfg.model_consult != ModelConsult::Optional || self.cfg.stability.is_none() {
             return false;
         }
-        let Some(m) = self.cfg.stability.as_deref() else {
-            return false;
-        };
         let u = self.st.util();
         if u >= 1.0 || self.st.mem_util() > 0.9 {
             return false;
         }
-        let n = m.window_samples(self.cfg.step_s);
-        self.st.hist_reads += 1;
-        let own = &self.st.hist;
-        if own.len() < n {
-            return false;
-        }
-        let win: Vec<f64> = own.iter().skip(own.len() - n).copied().collect();
-        let w = keel_core::features::HostWindow::cpu(self.cfg.step_s, &win);
-        let stable = m.score(&w).is_ok_and(|s| !m.is_unstable_at(s, u));
+        let stable = self.window_unstable(None, Some(u)) == Some(false);
         if stable {
             self.st.stats.model_waits += 1;
         }
@@ -494,9 +493,7 @@ impl Knowledge for Preds<'_, '_> {
                 if args[1].as_atom() == Some("nobody")
                     && cx.st.no_candidates.as_deref() == Some(&vm)
                 {
-                    while !cx.st.exhausted.contains(&vm) {
-                        note_tried(cx.st, max, &vm, args[1].clone());
-                    }
+                    cx.st.set_exhausted(&vm);
                 }
                 if cx.st.exhausted.contains(&vm) {
                     cx.st.stats.refused += 1;
