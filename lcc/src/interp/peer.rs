@@ -734,9 +734,12 @@ impl Cx<'_> {
             let cl = &prog.clauses[c as usize];
             let m2 = self.store.mark();
             let base = self.store.alloc(cl.nvars);
-            if self.store.unify_tpl(&cl.role, base, &role_v)
-                && self.store.unify_tpls(&cl.id, base, id, fr.base)
-            {
+            let head = if cl.role_fresh {
+                self.store.unify_fresh_head(&cl.role, base, &role_v)
+            } else {
+                self.store.unify_tpl(&cl.role, base, &role_v)
+            };
+            if head && self.store.unify_tpls(&cl.id, base, id, fr.base) {
                 let keep = entered_role(cl, &role_v);
                 if !probing {
                     let inner = St::Init(cl.body);

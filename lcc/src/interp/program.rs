@@ -75,6 +75,9 @@ pub(crate) struct CClause {
     pub(crate) role: Tpl,
     /// The role's template holds a float constant.
     pub(crate) role_has_float: bool,
+    /// The role's template is `name(V1, ..., Vn)` with `n` distinct variables (see
+    /// [`super::store::Store::unify_fresh_head`]).
+    pub(crate) role_fresh: bool,
     pub(crate) id: Tpl,
     pub(crate) nvars: u32,
     pub(crate) body: NodeId,
@@ -140,6 +143,7 @@ impl Program {
             let idx = u32::try_from(clauses.len()).unwrap_or(u32::MAX);
             clauses.push(CClause {
                 role_has_float: has_float(&role.v),
+                role_fresh: distinct_vars(&role.v),
                 role,
                 id,
                 nvars,
@@ -237,6 +241,19 @@ impl Program {
 }
 
 /// Does `v` contain a float?
+/// Is `v` a compound whose arguments are distinct variables?
+fn distinct_vars(v: &Value) -> bool {
+    let Value::Compound(c) = v else {
+        return false;
+    };
+    c.args.iter().enumerate().all(|(i, a)| match a {
+        Value::Var(s) => !c.args[..i]
+            .iter()
+            .any(|b| matches!(b, Value::Var(t) if t == s)),
+        _ => false,
+    })
+}
+
 fn has_float(v: &Value) -> bool {
     match v {
         Value::Float(_) => true,

@@ -119,6 +119,28 @@ impl Store {
         self.unify_at(&tpl.v, base, v, 0)
     }
 
+    /// [`Store::unify_tpl`] for a template `name(V1, ..., Vn)` of distinct variables in a frame
+    /// at `base` just allocated (its cells unbound, nothing referring to them): each variable is
+    /// bound to its argument of `v`, from the last to the first, as the unifier would (same
+    /// cells, same trail). Anything else goes to [`Store::unify_tpl`].
+    pub(crate) fn unify_fresh_head(&mut self, tpl: &Tpl, base: u32, v: &Value) -> bool {
+        if let (Value::Compound(h), Value::Compound(c)) = (&tpl.v, v) {
+            if h.name == c.name
+                && h.args.len() == c.args.len()
+                && h.args.iter().all(|a| matches!(a, Value::Var(_)))
+            {
+                for (slot, a) in h.args.iter().zip(c.args.iter()).rev() {
+                    if let Value::Var(s) = slot {
+                        let a = self.deref(a).clone();
+                        self.bind(base + s, a);
+                    }
+                }
+                return true;
+            }
+        }
+        self.unify_tpl(tpl, base, v)
+    }
+
     /// Whether `inst(tpl, base)` and `v` have different principal functors (both atoms or
     /// compounds, with different names or arities): then [`Store::unify`] of them fails at its
     /// first step, before it binds anything. `v` is not dereferenced (it may come from another
@@ -462,6 +484,44 @@ mod tests {
                     s.unify_tpls(&tpl(&a), 2, &tpl(&b), 6)
                 } else {
                     s.unify(&Store::inst(&tpl(&a), 2), &Store::inst(&tpl(&b), 6))
+                };
+                (ok, s.cells.clone(), s.trail.clone())
+            };
+            proptest::prop_assert_eq!(run(true), run(false));
+        }
+    }
+
+    fn fresh_head_case() -> impl proptest::strategy::Strategy<Value = (Vec<u32>, Value)> {
+        use proptest::prelude::*;
+        (
+            proptest::sample::subsequence(vec![0u32, 1, 2, 3], 1..4).prop_shuffle(),
+            prop_oneof![Just("f"), Just("g")],
+            prop::collection::vec(term(), 1..4),
+        )
+            .prop_map(|(slots, name, args)| (slots, Value::compound(name, args)))
+    }
+
+    proptest::proptest! {
+        /// A head of distinct variables in a fresh frame binds what [`Store::unify_tpl`] binds,
+        /// in the same order, whatever the role value (of another functor or arity too).
+        #[test]
+        fn fresh_head_is_unify_tpl(pre in (term(), term()), case in fresh_head_case()) {
+            let (slots, role) = case;
+            let head = Value::compound("f", slots.iter().map(|&s| Value::Var(s)).collect());
+            let run = |fast: bool| {
+                let mut s = Store::default();
+                s.alloc(4);
+                let m = s.mark();
+                if !s.unify(&pre.0, &pre.1) {
+                    s.undo(m);
+                }
+                // The role as a caller makes it: resolved in the caller's store.
+                let role = s.resolve(&role);
+                let base = s.alloc(4);
+                let ok = if fast {
+                    s.unify_fresh_head(&tpl(&head), base, &role)
+                } else {
+                    s.unify_tpl(&tpl(&head), base, &role)
                 };
                 (ok, s.cells.clone(), s.trail.clone())
             };
