@@ -703,7 +703,7 @@ impl Cx<'_> {
                 return Ok(None);
             }
         }
-        let role_v = self.store.inst_resolved(role, fr.base);
+        let role_v = self.role_value(n, role, fr);
         if self.depth >= MAX_ROLE_DEPTH {
             self.store.undo(m);
             let role_called = role_v.to_string();
@@ -734,12 +734,9 @@ impl Cx<'_> {
             let cl = &prog.clauses[c as usize];
             let m2 = self.store.mark();
             let base = self.store.alloc(cl.nvars);
-            let head = if cl.role_fresh {
-                self.store.unify_fresh_head(&cl.role, base, &role_v)
-            } else {
-                self.store.unify_tpl(&cl.role, base, &role_v)
-            };
-            if head && self.store.unify_tpls(&cl.id, base, id, fr.base) {
+            if self.store.unify_tpl(&cl.role, base, &role_v)
+                && self.store.unify_tpls(&cl.id, base, id, fr.base)
+            {
                 let keep = entered_role(cl, &role_v);
                 if !probing {
                     let inner = St::Init(cl.body);
@@ -782,6 +779,19 @@ impl Cx<'_> {
             };
             Err(Error::new(e, span))
         }
+    }
+
+    /// `inst_resolved(role, fr.base)` for role change `n`. A role written as the frame's own
+    /// head (`a(bidder(Cap), H)` in `bidder(Cap)`'s clause) is the frame's role: its kept value is
+    /// shared instead of built again (the same template in the same frame, without a float
+    /// constant that could unify with another, gives an equal value).
+    fn role_value(&self, n: NodeId, role: &Tpl, fr: FrameRef<'_>) -> Value {
+        if let Some(r) = fr.role {
+            if self.prog.own_role(n) == Some(fr.clause) {
+                return r.clone();
+            }
+        }
+        self.store.inst_resolved(role, fr.base)
     }
 
     fn current_role(&self, fr: FrameRef<'_>) -> Value {

@@ -116,29 +116,51 @@ impl Store {
 
     /// [`Store::unify`] of `inst(tpl, base)` and `v`, without making the instance.
     pub(crate) fn unify_tpl(&mut self, tpl: &Tpl, base: u32, v: &Value) -> bool {
+        if tpl.vars {
+            if let Some(ok) = self.bind_vars(tpl, base, v) {
+                return ok;
+            }
+        }
         self.unify_at(&tpl.v, base, v, 0)
     }
 
-    /// [`Store::unify_tpl`] for a template `name(V1, ..., Vn)` of distinct variables in a frame
-    /// at `base` just allocated (its cells unbound, nothing referring to them): each variable is
-    /// bound to its argument of `v`, from the last to the first, as the unifier would (same
-    /// cells, same trail). Anything else goes to [`Store::unify_tpl`].
-    pub(crate) fn unify_fresh_head(&mut self, tpl: &Tpl, base: u32, v: &Value) -> bool {
-        if let (Value::Compound(h), Value::Compound(c)) = (&tpl.v, v) {
-            if h.name == c.name
-                && h.args.len() == c.args.len()
-                && h.args.iter().all(|a| matches!(a, Value::Var(_)))
-            {
-                for (slot, a) in h.args.iter().zip(c.args.iter()).rev() {
-                    if let Value::Var(s) = slot {
-                        let a = self.deref(a).clone();
-                        self.bind(base + s, a);
-                    }
-                }
-                return true;
-            }
+    /// [`Store::unify_tpl`] of a template `name(V1, ..., Vn)` of distinct variables, all of them
+    /// unbound, with a compound: each variable is bound to its argument (dereferenced), from the
+    /// last to the first, with the unifier's checks; the same cells and trail as the unifier's.
+    /// `None` (nothing done) when `v` is not a compound or a variable is bound already.
+    fn bind_vars(&mut self, tpl: &Tpl, base: u32, v: &Value) -> Option<bool> {
+        let (Value::Compound(h), Value::Compound(c)) = (&tpl.v, v) else {
+            return None;
+        };
+        if Arc::ptr_eq(h, c) && base == 0 {
+            return Some(true);
         }
-        self.unify_tpl(tpl, base, v)
+        if h.name != c.name || h.args.len() != c.args.len() {
+            return Some(false);
+        }
+        let unbound = |a: &Value| match a {
+            Value::Var(s) => matches!(self.cells.get((base + s) as usize), Some(None)),
+            _ => false,
+        };
+        if !h.args.iter().all(unbound) {
+            return None;
+        }
+        for (slot, a) in h.args.iter().zip(c.args.iter()).rev() {
+            let Value::Var(s) = slot else {
+                return None;
+            };
+            let x = base + s;
+            let a = self.deref(a);
+            if matches!(a, Value::Var(y) if *y == x) {
+                continue;
+            }
+            let a = a.clone();
+            if !matches!(a, Value::Var(_)) && !a.is_ground() && self.occurs(x, &a, 0) {
+                return Some(false);
+            }
+            self.bind(x, a);
+        }
+        Some(true)
     }
 
     /// Whether `inst(tpl, base)` and `v` have different principal functors (both atoms or
@@ -457,10 +479,7 @@ mod tests {
     }
 
     fn tpl(v: &Value) -> Tpl {
-        Tpl {
-            ground: v.is_ground(),
-            v: v.clone(),
-        }
+        Tpl::new(v.clone())
     }
 
     proptest::proptest! {
@@ -491,37 +510,43 @@ mod tests {
         }
     }
 
-    fn fresh_head_case() -> impl proptest::strategy::Strategy<Value = (Vec<u32>, Value)> {
+    /// Terms over variables 0..8.
+    fn term8() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        (term(), 0u32..5).prop_map(|(t, k)| shift(&t, k))
+    }
+
+    fn vars_case() -> impl proptest::strategy::Strategy<Value = (Vec<u32>, Value)> {
         use proptest::prelude::*;
         (
             proptest::sample::subsequence(vec![0u32, 1, 2, 3], 1..4).prop_shuffle(),
             prop_oneof![Just("f"), Just("g")],
-            prop::collection::vec(term(), 1..4),
+            // Often the frame's own variables: bound, unbound, or the very variable they meet.
+            prop::collection::vec(prop_oneof![term8(), (4u32..8).prop_map(Value::Var)], 1..4),
         )
             .prop_map(|(slots, name, args)| (slots, Value::compound(name, args)))
     }
 
     proptest::proptest! {
-        /// A head of distinct variables in a fresh frame binds what [`Store::unify_tpl`] binds,
-        /// in the same order, whatever the role value (of another functor or arity too).
+        /// A template of distinct variables (the frame at 4) unifies with a value as the
+        /// unifier does (same result, cells and trail), whether its variables are bound already
+        /// or not and whether the value holds them or not.
         #[test]
-        fn fresh_head_is_unify_tpl(pre in (term(), term()), case in fresh_head_case()) {
-            let (slots, role) = case;
-            let head = Value::compound("f", slots.iter().map(|&s| Value::Var(s)).collect());
+        fn vars_template_is_unify(pre in (term8(), term8()), case in vars_case()) {
+            let (slots, v) = case;
+            let head = Tpl::new(Value::compound("f", slots.iter().map(|&s| Value::Var(s)).collect()));
+            proptest::prop_assert!(head.vars);
             let run = |fast: bool| {
                 let mut s = Store::default();
-                s.alloc(4);
+                s.alloc(8);
                 let m = s.mark();
                 if !s.unify(&pre.0, &pre.1) {
                     s.undo(m);
                 }
-                // The role as a caller makes it: resolved in the caller's store.
-                let role = s.resolve(&role);
-                let base = s.alloc(4);
                 let ok = if fast {
-                    s.unify_fresh_head(&tpl(&head), base, &role)
+                    s.unify_tpl(&head, 4, &v)
                 } else {
-                    s.unify_tpl(&tpl(&head), base, &role)
+                    s.unify(&Store::inst(&head, 4), &v)
                 };
                 (ok, s.cells.clone(), s.trail.clone())
             };
