@@ -356,7 +356,11 @@ impl Store {
     /// Ground subterms of the template are shared, not copied.
     fn shift_resolve(&self, v: &Value, base: u32) -> Value {
         match v {
-            Value::Var(s) => self.resolve(&Value::Var(base + s)),
+            Value::Var(s) => match self.cells.get((base + s) as usize) {
+                // Bound to a ground value (the common case): that value, as `resolve` gives.
+                Some(Some(x)) if x.is_ground() => x.clone(),
+                _ => self.resolve(&Value::Var(base + s)),
+            },
             Value::Compound(c) if !v.is_ground() => Value::Compound(Arc::new(Compound::new(
                 Arc::clone(&c.name),
                 c.args.iter().map(|a| self.shift_resolve(a, base)).collect(),
