@@ -838,7 +838,7 @@ impl Cx<'_> {
                 }
             }
         }
-        let to_id = self.store.resolve(&id_v);
+        let to_id = self.store.inst_resolved(id, fr.base);
         let from_role = self.current_role(fr);
         // Unbound variables leave the peer numbered from 0 in order of appearance, so that a
         // message does not depend on the sender's store layout.

@@ -116,12 +116,28 @@ impl Store {
 
     /// [`Store::unify`] of `inst(tpl, base)` and `v`, without making the instance.
     pub(crate) fn unify_tpl(&mut self, tpl: &Tpl, base: u32, v: &Value) -> bool {
+        if let Value::Var(slot) = tpl.v {
+            if v.is_ground() && self.bind_unbound(base + slot, v) {
+                return true;
+            }
+        }
         if tpl.vars {
             if let Some(ok) = self.bind_vars(tpl, base, v) {
                 return ok;
             }
         }
         self.unify_at(&tpl.v, base, v, 0)
+    }
+
+    /// Binds variable `x` to the ground value `v` if `x` is unbound, as the unifier does for that
+    /// pair (a ground value has no variable to check or to renumber); `false` (nothing done)
+    /// otherwise.
+    fn bind_unbound(&mut self, x: VarId, v: &Value) -> bool {
+        if matches!(self.cells.get(x as usize), Some(None)) {
+            self.bind(x, v.clone());
+            return true;
+        }
+        false
     }
 
     /// [`Store::unify_tpl`] of a template `name(V1, ..., Vn)` of distinct variables, all of them
@@ -184,6 +200,15 @@ impl Store {
 
     /// [`Store::unify`] of `inst(a, abase)` and `inst(b, bbase)`, without making the instances.
     pub(crate) fn unify_tpls(&mut self, a: &Tpl, abase: u32, b: &Tpl, bbase: u32) -> bool {
+        if let Value::Var(slot) = a.v {
+            let (o, _) = self.deref_at(&b.v, bbase);
+            if o.is_ground() {
+                let o = o.clone();
+                if self.bind_unbound(abase + slot, &o) {
+                    return true;
+                }
+            }
+        }
         self.unify_at(&a.v, abase, &b.v, bbase)
     }
 
@@ -359,7 +384,9 @@ impl Store {
             Value::Var(s) => match self.cells.get((base + s) as usize) {
                 // Bound to a ground value (the common case): that value, as `resolve` gives.
                 Some(Some(x)) if x.is_ground() => x.clone(),
-                _ => self.resolve(&Value::Var(base + s)),
+                Some(Some(_)) => self.resolve(&Value::Var(base + s)),
+                // Unbound: the variable itself.
+                _ => Value::Var(base + s),
             },
             Value::Compound(c) if !v.is_ground() => Value::Compound(Arc::new(Compound::new(
                 Arc::clone(&c.name),
@@ -540,6 +567,29 @@ mod tests {
             let (slots, v) = case;
             let head = Tpl::new(Value::compound("f", slots.iter().map(|&s| Value::Var(s)).collect()));
             proptest::prop_assert!(head.vars);
+            let run = |fast: bool| {
+                let mut s = Store::default();
+                s.alloc(8);
+                let m = s.mark();
+                if !s.unify(&pre.0, &pre.1) {
+                    s.undo(m);
+                }
+                let ok = if fast {
+                    s.unify_tpl(&head, 4, &v)
+                } else {
+                    s.unify(&Store::inst(&head, 4), &v)
+                };
+                (ok, s.cells.clone(), s.trail.clone())
+            };
+            proptest::prop_assert_eq!(run(true), run(false));
+        }
+    }
+
+    proptest::proptest! {
+        /// A variable template (the frame at 4) unifies with a value as the unifier does.
+        #[test]
+        fn var_template_is_unify(pre in (term8(), term8()), slot in 0u32..4, v in term8()) {
+            let head = Tpl::new(Value::Var(slot));
             let run = |fast: bool| {
                 let mut s = Store::default();
                 s.alloc(8);
