@@ -503,3 +503,42 @@ fn a_sent_message_carries_the_role_its_clause_plays() {
     assert_eq!(roles, vec!["fixed(0.0)", "open(-0.0, _G0)"]);
     assert_eq!(out[1].body.to_string(), "two(_G0)");
 }
+
+/// A clause that recurses with its own head keeps playing the role it entered: each message
+/// carries it, whether the role was kept from its entry (`count(1)`), has a variable
+/// (`open(_)`), or has a float constant the caller wrote differently (`-0.0` entering
+/// `zero(0.0)`).
+#[test]
+fn a_clause_recursing_with_its_own_head_keeps_its_role() {
+    let src = "r(start(_), initial)\n\
+               a(start(R), I) :: null <- true then a(R, I)\n\
+               a(count(N), I) :: tick(N) => a(other, o) then a(count(N), I)\n\
+               a(open(V), I) :: tock(V) => a(other, o) then a(open(V), I)\n\
+               a(zero(0.0), I) :: tuck => a(other, o) then a(zero(0.0), I)\n";
+    let prog = program(src);
+    let roles = [
+        Value::compound("count", vec![Value::Int(1)]),
+        Value::compound("open", vec![Value::Var(0)]),
+        Value::compound("zero", vec![Value::Float(-0.0)]),
+    ];
+    let mut seen = Vec::new();
+    for role in roles {
+        let start = Value::compound("start", vec![role]);
+        let mut peer = Peer::new(Arc::clone(&prog), start, a("p")).unwrap();
+        peer.set_step_budget(8);
+        let mut out = Vec::new();
+        peer.step(&mut Registry::new(), &mut NoDirectory, &mut out)
+            .unwrap();
+        let mut lines: Vec<String> = out
+            .iter()
+            .map(|e| format!("{} {}", e.from.role, e.body))
+            .collect();
+        assert!(lines.len() >= 3, "{lines:?}");
+        lines.dedup();
+        seen.extend(lines);
+    }
+    assert_eq!(
+        seen,
+        vec!["count(1) tick(1)", "open(_G0) tock(_G0)", "zero(0.0) tuck"]
+    );
+}

@@ -703,7 +703,7 @@ impl Cx<'_> {
                 return Ok(None);
             }
         }
-        let role_v = self.store.inst_resolved(role, fr.base);
+        let role_v = self.role_value(n, role, fr);
         if self.depth >= MAX_ROLE_DEPTH {
             self.store.undo(m);
             let role_called = role_v.to_string();
@@ -781,6 +781,19 @@ impl Cx<'_> {
         }
     }
 
+    /// `inst_resolved(role, fr.base)` for role change `n`. A role written as the frame's own
+    /// head (`a(bidder(Cap), H)` in `bidder(Cap)`'s clause) is the frame's role: its kept value is
+    /// shared instead of built again (the same template in the same frame, without a float
+    /// constant that could unify with another, gives an equal value).
+    fn role_value(&self, n: NodeId, role: &Tpl, fr: FrameRef<'_>) -> Value {
+        if let Some(r) = fr.role {
+            if self.prog.own_role(n) == Some(fr.clause) {
+                return r.clone();
+            }
+        }
+        self.store.inst_resolved(role, fr.base)
+    }
+
     fn current_role(&self, fr: FrameRef<'_>) -> Value {
         if let Some(r) = fr.role {
             return r.clone();
@@ -825,7 +838,7 @@ impl Cx<'_> {
                 }
             }
         }
-        let to_id = self.store.resolve(&id_v);
+        let to_id = self.store.inst_resolved(id, fr.base);
         let from_role = self.current_role(fr);
         // Unbound variables leave the peer numbered from 0 in order of appearance, so that a
         // message does not depend on the sender's store layout.

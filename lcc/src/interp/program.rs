@@ -21,6 +21,18 @@ pub(crate) type NodeId = u32;
 pub(crate) struct Tpl {
     pub(crate) v: Value,
     pub(crate) ground: bool,
+    /// `v` is `name(V1, ..., Vn)` with `n` distinct variables (see [`super::store::Store::unify_tpl`]).
+    pub(crate) vars: bool,
+}
+
+impl Tpl {
+    pub(crate) fn new(v: Value) -> Self {
+        Self {
+            ground: v.is_ground(),
+            vars: distinct_vars(&v),
+            v,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -95,6 +107,9 @@ pub struct Program {
     /// For each node that is a role change to an atom or compound role: the clauses that role's
     /// name and arity select (what [`Program::clauses_for`] returns for any instance of it).
     call_clauses: Vec<Option<Box<[u32]>>>,
+    /// For each node that is a role change written exactly as the head of the clause it is in
+    /// (which has no float constant): that clause.
+    own_role: Vec<Option<u32>>,
 }
 
 impl Program {
@@ -119,6 +134,7 @@ impl Program {
         let mut clauses = Vec::new();
         let mut by_role: HashMap<Arc<str>, Vec<(usize, u32)>> = HashMap::new();
         let mut errors = Vec::new();
+        let mut own = Vec::new();
         for cl in &framework.clauses {
             c.vars.clear();
             let role = c.tpl(&cl.agent.role);
@@ -135,9 +151,20 @@ impl Program {
                 }
             };
             let id = c.tpl(&cl.agent.id);
+            let first = c.nodes.len();
             let body = c.def(&cl.body);
-            let nvars = u32::try_from(c.vars.len()).unwrap_or(u32::MAX);
             let idx = u32::try_from(clauses.len()).unwrap_or(u32::MAX);
+            // Role changes written as this clause's own head (a recursion with the same role).
+            if !has_float(&role.v) {
+                for (k, n) in c.nodes.iter().enumerate().skip(first) {
+                    if let Node::Call { role: r, .. } = n {
+                        if r.v == role.v {
+                            own.push((k, idx));
+                        }
+                    }
+                }
+            }
+            let nvars = u32::try_from(c.vars.len()).unwrap_or(u32::MAX);
             clauses.push(CClause {
                 role_has_float: has_float(&role.v),
                 role,
@@ -158,7 +185,12 @@ impl Program {
             nodes: c.nodes,
             by_role,
             call_clauses: Vec::new(),
+            own_role: Vec::new(),
         };
+        p.own_role = vec![None; p.nodes.len()];
+        for (k, idx) in own {
+            p.own_role[k] = Some(idx);
+        }
         p.call_clauses = p
             .nodes
             .iter()
@@ -212,6 +244,11 @@ impl Program {
 
     /// [`Program::clauses_for`] of every instance of the role that node `n` changes to, where
     /// the role's name and arity are fixed by the text.
+    /// The clause whose head role change `n` is written as (see `Program::own_role`).
+    pub(crate) fn own_role(&self, n: NodeId) -> Option<u32> {
+        self.own_role.get(n as usize).copied().flatten()
+    }
+
     pub(crate) fn call_clauses(&self, n: NodeId) -> Option<&[u32]> {
         self.call_clauses.get(n as usize)?.as_deref()
     }
@@ -237,6 +274,19 @@ impl Program {
 }
 
 /// Does `v` contain a float?
+/// Is `v` a compound whose arguments are distinct variables?
+fn distinct_vars(v: &Value) -> bool {
+    let Value::Compound(c) = v else {
+        return false;
+    };
+    c.args.iter().enumerate().all(|(i, a)| match a {
+        Value::Var(s) => !c.args[..i]
+            .iter()
+            .any(|b| matches!(b, Value::Var(t) if t == s)),
+        _ => false,
+    })
+}
+
 fn has_float(v: &Value) -> bool {
     match v {
         Value::Float(_) => true,
@@ -308,11 +358,7 @@ impl Compiler {
     }
 
     fn tpl(&mut self, t: &Term) -> Tpl {
-        let v = self.value(t);
-        Tpl {
-            ground: v.is_ground(),
-            v,
-        }
+        Tpl::new(self.value(t))
     }
 
     fn push(&mut self, n: Node) -> NodeId {
@@ -386,13 +432,7 @@ impl Compiler {
                     Value::Atom(a) => (Arc::clone(a), Vec::new()),
                     Value::Compound(k) => (
                         Arc::clone(&k.name),
-                        k.args
-                            .iter()
-                            .map(|a| Tpl {
-                                ground: a.is_ground(),
-                                v: a.clone(),
-                            })
-                            .collect(),
+                        k.args.iter().map(|a| Tpl::new(a.clone())).collect(),
                     ),
                     // The parser only builds calls from atoms and compounds.
                     _ => (self.atom("fail"), Vec::new()),

@@ -116,7 +116,67 @@ impl Store {
 
     /// [`Store::unify`] of `inst(tpl, base)` and `v`, without making the instance.
     pub(crate) fn unify_tpl(&mut self, tpl: &Tpl, base: u32, v: &Value) -> bool {
+        if let Value::Var(slot) = tpl.v {
+            if v.is_ground() && self.bind_unbound(base + slot, v) {
+                return true;
+            }
+        }
+        if tpl.vars {
+            if let Some(ok) = self.bind_vars(tpl, base, v) {
+                return ok;
+            }
+        }
         self.unify_at(&tpl.v, base, v, 0)
+    }
+
+    /// Binds variable `x` to the ground value `v` if `x` is unbound, as the unifier does for that
+    /// pair (a ground value has no variable to check or to renumber); `false` (nothing done)
+    /// otherwise.
+    fn bind_unbound(&mut self, x: VarId, v: &Value) -> bool {
+        if matches!(self.cells.get(x as usize), Some(None)) {
+            self.bind(x, v.clone());
+            return true;
+        }
+        false
+    }
+
+    /// [`Store::unify_tpl`] of a template `name(V1, ..., Vn)` of distinct variables, all of them
+    /// unbound, with a compound: each variable is bound to its argument (dereferenced), from the
+    /// last to the first, with the unifier's checks; the same cells and trail as the unifier's.
+    /// `None` (nothing done) when `v` is not a compound or a variable is bound already.
+    fn bind_vars(&mut self, tpl: &Tpl, base: u32, v: &Value) -> Option<bool> {
+        let (Value::Compound(h), Value::Compound(c)) = (&tpl.v, v) else {
+            return None;
+        };
+        if Arc::ptr_eq(h, c) && base == 0 {
+            return Some(true);
+        }
+        if h.name != c.name || h.args.len() != c.args.len() {
+            return Some(false);
+        }
+        let unbound = |a: &Value| match a {
+            Value::Var(s) => matches!(self.cells.get((base + s) as usize), Some(None)),
+            _ => false,
+        };
+        if !h.args.iter().all(unbound) {
+            return None;
+        }
+        for (slot, a) in h.args.iter().zip(c.args.iter()).rev() {
+            let Value::Var(s) = slot else {
+                return None;
+            };
+            let x = base + s;
+            let a = self.deref(a);
+            if matches!(a, Value::Var(y) if *y == x) {
+                continue;
+            }
+            let a = a.clone();
+            if !matches!(a, Value::Var(_)) && !a.is_ground() && self.occurs(x, &a, 0) {
+                return Some(false);
+            }
+            self.bind(x, a);
+        }
+        Some(true)
     }
 
     /// Whether `inst(tpl, base)` and `v` have different principal functors (both atoms or
@@ -140,6 +200,15 @@ impl Store {
 
     /// [`Store::unify`] of `inst(a, abase)` and `inst(b, bbase)`, without making the instances.
     pub(crate) fn unify_tpls(&mut self, a: &Tpl, abase: u32, b: &Tpl, bbase: u32) -> bool {
+        if let Value::Var(slot) = a.v {
+            let (o, _) = self.deref_at(&b.v, bbase);
+            if o.is_ground() {
+                let o = o.clone();
+                if self.bind_unbound(abase + slot, &o) {
+                    return true;
+                }
+            }
+        }
         self.unify_at(&a.v, abase, &b.v, bbase)
     }
 
@@ -312,7 +381,13 @@ impl Store {
     /// Ground subterms of the template are shared, not copied.
     fn shift_resolve(&self, v: &Value, base: u32) -> Value {
         match v {
-            Value::Var(s) => self.resolve(&Value::Var(base + s)),
+            Value::Var(s) => match self.cells.get((base + s) as usize) {
+                // Bound to a ground value (the common case): that value, as `resolve` gives.
+                Some(Some(x)) if x.is_ground() => x.clone(),
+                Some(Some(_)) => self.resolve(&Value::Var(base + s)),
+                // Unbound: the variable itself.
+                _ => Value::Var(base + s),
+            },
             Value::Compound(c) if !v.is_ground() => Value::Compound(Arc::new(Compound::new(
                 Arc::clone(&c.name),
                 c.args.iter().map(|a| self.shift_resolve(a, base)).collect(),
@@ -435,10 +510,7 @@ mod tests {
     }
 
     fn tpl(v: &Value) -> Tpl {
-        Tpl {
-            ground: v.is_ground(),
-            v: v.clone(),
-        }
+        Tpl::new(v.clone())
     }
 
     proptest::proptest! {
@@ -462,6 +534,73 @@ mod tests {
                     s.unify_tpls(&tpl(&a), 2, &tpl(&b), 6)
                 } else {
                     s.unify(&Store::inst(&tpl(&a), 2), &Store::inst(&tpl(&b), 6))
+                };
+                (ok, s.cells.clone(), s.trail.clone())
+            };
+            proptest::prop_assert_eq!(run(true), run(false));
+        }
+    }
+
+    /// Terms over variables 0..8.
+    fn term8() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        (term(), 0u32..5).prop_map(|(t, k)| shift(&t, k))
+    }
+
+    fn vars_case() -> impl proptest::strategy::Strategy<Value = (Vec<u32>, Value)> {
+        use proptest::prelude::*;
+        (
+            proptest::sample::subsequence(vec![0u32, 1, 2, 3], 1..4).prop_shuffle(),
+            prop_oneof![Just("f"), Just("g")],
+            // Often the frame's own variables: bound, unbound, or the very variable they meet.
+            prop::collection::vec(prop_oneof![term8(), (4u32..8).prop_map(Value::Var)], 1..4),
+        )
+            .prop_map(|(slots, name, args)| (slots, Value::compound(name, args)))
+    }
+
+    proptest::proptest! {
+        /// A template of distinct variables (the frame at 4) unifies with a value as the
+        /// unifier does (same result, cells and trail), whether its variables are bound already
+        /// or not and whether the value holds them or not.
+        #[test]
+        fn vars_template_is_unify(pre in (term8(), term8()), case in vars_case()) {
+            let (slots, v) = case;
+            let head = Tpl::new(Value::compound("f", slots.iter().map(|&s| Value::Var(s)).collect()));
+            proptest::prop_assert!(head.vars);
+            let run = |fast: bool| {
+                let mut s = Store::default();
+                s.alloc(8);
+                let m = s.mark();
+                if !s.unify(&pre.0, &pre.1) {
+                    s.undo(m);
+                }
+                let ok = if fast {
+                    s.unify_tpl(&head, 4, &v)
+                } else {
+                    s.unify(&Store::inst(&head, 4), &v)
+                };
+                (ok, s.cells.clone(), s.trail.clone())
+            };
+            proptest::prop_assert_eq!(run(true), run(false));
+        }
+    }
+
+    proptest::proptest! {
+        /// A variable template (the frame at 4) unifies with a value as the unifier does.
+        #[test]
+        fn var_template_is_unify(pre in (term8(), term8()), slot in 0u32..4, v in term8()) {
+            let head = Tpl::new(Value::Var(slot));
+            let run = |fast: bool| {
+                let mut s = Store::default();
+                s.alloc(8);
+                let m = s.mark();
+                if !s.unify(&pre.0, &pre.1) {
+                    s.undo(m);
+                }
+                let ok = if fast {
+                    s.unify_tpl(&head, 4, &v)
+                } else {
+                    s.unify(&Store::inst(&head, 4), &v)
                 };
                 (ok, s.cells.clone(), s.trail.clone())
             };
