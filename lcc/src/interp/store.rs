@@ -558,6 +558,29 @@ mod tests {
             .prop_map(|(slots, name, args)| (slots, Value::compound(name, args)))
     }
 
+    /// Unifies template `head` (the frame at 4 of 8 cells, after `pre` was unified when it
+    /// could be) with `v`: through [`Store::unify_tpl`] (`fast`) or by unifying the template's
+    /// instance. Returns the result, the cells and the trail.
+    fn tpl_unify(
+        pre: &(Value, Value),
+        head: &Tpl,
+        v: &Value,
+        fast: bool,
+    ) -> (bool, Vec<Option<Value>>, Vec<VarId>) {
+        let mut s = Store::default();
+        s.alloc(8);
+        let m = s.mark();
+        if !s.unify(&pre.0, &pre.1) {
+            s.undo(m);
+        }
+        let ok = if fast {
+            s.unify_tpl(head, 4, v)
+        } else {
+            s.unify(&Store::inst(head, 4), v)
+        };
+        (ok, s.cells.clone(), s.trail.clone())
+    }
+
     proptest::proptest! {
         /// A template of distinct variables (the frame at 4) unifies with a value as the
         /// unifier does (same result, cells and trail), whether its variables are bound already
@@ -567,21 +590,7 @@ mod tests {
             let (slots, v) = case;
             let head = Tpl::new(Value::compound("f", slots.iter().map(|&s| Value::Var(s)).collect()));
             proptest::prop_assert!(head.vars);
-            let run = |fast: bool| {
-                let mut s = Store::default();
-                s.alloc(8);
-                let m = s.mark();
-                if !s.unify(&pre.0, &pre.1) {
-                    s.undo(m);
-                }
-                let ok = if fast {
-                    s.unify_tpl(&head, 4, &v)
-                } else {
-                    s.unify(&Store::inst(&head, 4), &v)
-                };
-                (ok, s.cells.clone(), s.trail.clone())
-            };
-            proptest::prop_assert_eq!(run(true), run(false));
+            proptest::prop_assert_eq!(tpl_unify(&pre, &head, &v, true), tpl_unify(&pre, &head, &v, false));
         }
     }
 
@@ -590,21 +599,7 @@ mod tests {
         #[test]
         fn var_template_is_unify(pre in (term8(), term8()), slot in 0u32..4, v in term8()) {
             let head = Tpl::new(Value::Var(slot));
-            let run = |fast: bool| {
-                let mut s = Store::default();
-                s.alloc(8);
-                let m = s.mark();
-                if !s.unify(&pre.0, &pre.1) {
-                    s.undo(m);
-                }
-                let ok = if fast {
-                    s.unify_tpl(&head, 4, &v)
-                } else {
-                    s.unify(&Store::inst(&head, 4), &v)
-                };
-                (ok, s.cells.clone(), s.trail.clone())
-            };
-            proptest::prop_assert_eq!(run(true), run(false));
+            proptest::prop_assert_eq!(tpl_unify(&pre, &head, &v, true), tpl_unify(&pre, &head, &v, false));
         }
     }
 
