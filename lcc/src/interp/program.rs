@@ -155,7 +155,8 @@ impl Program {
             let body = c.def(&cl.body);
             let idx = u32::try_from(clauses.len()).unwrap_or(u32::MAX);
             // Role changes written as this clause's own head (a recursion with the same role).
-            if !has_float(&role.v) {
+            let role_has_float = has_float(&role.v);
+            if !role_has_float {
                 for (k, n) in c.nodes.iter().enumerate().skip(first) {
                     if let Node::Call { role: r, .. } = n {
                         if r.v == role.v {
@@ -166,7 +167,7 @@ impl Program {
             }
             let nvars = u32::try_from(c.vars.len()).unwrap_or(u32::MAX);
             clauses.push(CClause {
-                role_has_float: has_float(&role.v),
+                role_has_float,
                 role,
                 id,
                 nvars,
@@ -242,13 +243,13 @@ impl Program {
         self.clauses_for(role).next().is_some()
     }
 
-    /// [`Program::clauses_for`] of every instance of the role that node `n` changes to, where
-    /// the role's name and arity are fixed by the text.
     /// The clause whose head role change `n` is written as (see `Program::own_role`).
     pub(crate) fn own_role(&self, n: NodeId) -> Option<u32> {
         self.own_role.get(n as usize).copied().flatten()
     }
 
+    /// [`Program::clauses_for`] of every instance of the role that node `n` changes to, where
+    /// the role's name and arity are fixed by the text.
     pub(crate) fn call_clauses(&self, n: NodeId) -> Option<&[u32]> {
         self.call_clauses.get(n as usize)?.as_deref()
     }
@@ -273,7 +274,6 @@ impl Program {
     }
 }
 
-/// Does `v` contain a float?
 /// Is `v` a compound whose arguments are distinct variables?
 fn distinct_vars(v: &Value) -> bool {
     let Value::Compound(c) = v else {
@@ -287,6 +287,7 @@ fn distinct_vars(v: &Value) -> bool {
     })
 }
 
+/// Does `v` contain a float?
 fn has_float(v: &Value) -> bool {
     match v {
         Value::Float(_) => true,
