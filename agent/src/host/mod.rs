@@ -362,29 +362,19 @@ fn write_id(out: &mut String, v: &Value) {
     use std::fmt::Write as _;
     match v {
         Value::Atom(a) | Value::Str(a) => out.push_str(a),
-        Value::Int(i) => push_int(out, *i),
+        Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
         other => _ = write!(out, "{other}"),
     }
 }
 
-/// Appends `i` in decimal (as `{i}` would, without the formatting machinery: the replay writes
-/// an id for every VM of every host at every measurement).
-fn push_int(out: &mut String, i: i64) {
-    let mut digits = [0u8; 20];
-    let mut n = i.unsigned_abs();
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+/// Runs `f` on [`id_str`] of `v`, without building a string for an atom, a string or an
+/// integer (the predicates look a VM up by its id at every offer and bid).
+pub(crate) fn with_id<R>(v: &Value, f: impl FnOnce(&str) -> R) -> R {
+    match v {
+        Value::Atom(a) | Value::Str(a) => f(a),
+        Value::Int(i) => f(itoa::Buffer::new().format(*i)),
+        other => f(&other.to_string()),
     }
-    if i < 0 {
-        out.push('-');
-    }
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// This host's plan for the interval.

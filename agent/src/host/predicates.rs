@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use keel_lcc::{Directory, Knowledge, KnowledgeError, Program, Value};
 
 use super::view::{Need, Resolved, View};
-use super::{id_str, CoreConfig, ModelConsult, Rank, State, VmChoice};
+use super::{id_str, with_id, CoreConfig, ModelConsult, Rank, State, VmChoice};
 
 /// Every predicate the agent registers, as `(name, arity)`.
 pub const PREDICATES: &[(&str, usize)] = &[
@@ -296,8 +296,9 @@ impl Cx<'_> {
                 return false;
             }
         }
-        let key = id_str(&need.vm);
-        if st.promises.contains_key(&key) || st.index_of(&key).is_some_and(|i| st.here[i]) {
+        if with_id(&need.vm, |key| {
+            st.promises.contains_key(key) || st.index_of(key).is_some_and(|i| st.here[i])
+        }) {
             return false;
         }
         if need.drain && (st.cpu <= 0.0 || st.draining) {
@@ -432,11 +433,9 @@ impl Knowledge for Preds<'_, '_> {
                 let Some(need) = Need::parse(&args[0]) else {
                     return Ok(None);
                 };
-                let tried = cx
-                    .st
-                    .tried
-                    .get(&id_str(&need.vm))
-                    .map_or_else(Vec::new, |t| t.1.clone());
+                let tried = with_id(&need.vm, |key| {
+                    cx.st.tried.get(key).map_or_else(Vec::new, |t| t.1.clone())
+                });
                 let k = cx.cfg.bidders;
                 let c = cx.view.candidates(cx.me, "bidder", &need, &tried, k);
                 cx.st.no_candidates = c.is_empty().then(|| id_str(&need.vm));

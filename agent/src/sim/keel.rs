@@ -19,7 +19,7 @@
 //! - a migration starts once both sides have committed ([`Output::Execute`]), with CloudSim's cost
 //!   model.
 
-use std::collections::{BTreeSet, BinaryHeap, HashSet};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::ops::Bound::{Excluded, Unbounded};
 use std::path::Path;
 use std::sync::Arc;
@@ -365,8 +365,7 @@ impl Policy for KeelPolicy {
         let mut view = SimView::new(e, self.variant.rank(), vm_hist);
         let mut d = Round {
             agents: &mut self.agents,
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: VecDeque::new(),
             latency: Duration::from_secs_f64(self.transport.latency_s.max(0.0)),
             loss: self.transport.loss,
             rng: &mut rng,
@@ -410,30 +409,12 @@ enum Payload {
     Neg(String, crate::negotiation::Msg),
 }
 
+/// A message on its way: delivered at `t` to agent `to`.
 #[derive(Debug)]
 struct InFlight {
     t: Time,
-    seq: u64,
     to: usize,
-    /// Boxed: the queue moves its entries at every push and pop.
-    p: Box<Payload>,
-}
-impl PartialEq for InFlight {
-    fn eq(&self, o: &Self) -> bool {
-        self.t == o.t && self.seq == o.seq
-    }
-}
-impl Eq for InFlight {}
-impl PartialOrd for InFlight {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for InFlight {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        // Min-heap on (t, seq).
-        o.t.cmp(&self.t).then(o.seq.cmp(&self.seq))
-    }
+    p: Payload,
 }
 
 const ROUND_EVENT_LIMIT: u64 = 4_000_000;
@@ -441,8 +422,11 @@ const ROUND_EVENT_LIMIT: u64 = 4_000_000;
 /// The replay's driver of one interval.
 struct Round<'a> {
     agents: &'a mut [HostAgent],
-    queue: BinaryHeap<InFlight>,
-    seq: u64,
+    /// Messages in flight, in delivery order. Every message takes the same latency and is sent
+    /// at the time of the event being handled, which never decreases, and each is due no
+    /// earlier than the ones already in flight: sending order is delivery order (ties in
+    /// sending order), so a FIFO queue is the transport's priority queue.
+    queue: VecDeque<InFlight>,
     latency: Duration,
     loss: f64,
     rng: &'a mut ChaCha8Rng,
@@ -531,13 +515,9 @@ impl Round<'_> {
                 let Some(to) = to.filter(|&x| x < self.agents.len()) else {
                     continue;
                 };
-                self.seq += 1;
-                self.queue.push(InFlight {
-                    t: now + self.latency,
-                    seq: self.seq,
-                    to,
-                    p: Box::new(p),
-                });
+                let t = now + self.latency;
+                debug_assert!(self.queue.back().is_none_or(|last| last.t <= t));
+                self.queue.push_back(InFlight { t, to, p });
             }
             pending = next;
         }
@@ -562,13 +542,13 @@ impl Round<'_> {
         let mut now = t0;
         let mut events = 0u64;
         loop {
-            while let Some(InFlight { t, to, p, .. }) = self.queue.pop() {
+            while let Some(InFlight { t, to, p }) = self.queue.pop_front() {
                 now = t;
                 events += 1;
                 if events > ROUND_EVENT_LIMIT {
                     bail!("negotiation round at t = {now_s:.1} s did not settle");
                 }
-                let input = match *p {
+                let input = match p {
                     Payload::Lcc(env) => Input::Lcc(env),
                     Payload::Neg(from, msg) => Input::Neg(from, msg),
                 };
