@@ -559,6 +559,10 @@ pub struct HostAgent {
     busy: bool,
     /// The peer's role name after the last step.
     role: String,
+    /// Where the last step's role name lies (address and length; it points into the program or
+    /// the peer, which keep their text while the program runs) and whether that role is busy:
+    /// a step in the same role skips comparing names.
+    role_seen: (usize, usize, bool),
     /// The last measurement, when the tick it started was quiet (see [`HostAgent::tick`]) and
     /// nothing reached the agent since: a tick with the same measurement would do the same.
     quiet: Option<HostLoad>,
@@ -592,6 +596,7 @@ impl HostAgent {
             busy_since: None,
             busy: false,
             role: String::new(),
+            role_seen: (0, 0, false),
             quiet: None,
             sent: Vec::new(),
         })
@@ -681,6 +686,7 @@ impl HostAgent {
         self.program = program;
         self.busy_since = None;
         self.busy = false;
+        self.role_seen = (0, 0, false);
         self.st.stats.models_adopted += 1;
         Ok(())
     }
@@ -1050,12 +1056,18 @@ impl HostAgent {
             });
         }
         self.sent = sent;
-        let name = self.peer.role_name();
-        self.busy = self.role_is_busy(name.unwrap_or(""));
-        let name = name.unwrap_or("?");
-        if self.role != name {
-            self.role.clear();
-            self.role.push_str(name);
+        let name = self.peer.role_name().unwrap_or("");
+        let (at, len, busy) = self.role_seen;
+        if (at, len) == (name.as_ptr() as usize, name.len()) {
+            self.busy = busy;
+        } else {
+            self.busy = self.role_is_busy(name);
+            let shown = if name.is_empty() { "?" } else { name };
+            if self.role != shown {
+                self.role.clear();
+                self.role.push_str(shown);
+            }
+            self.role_seen = (name.as_ptr() as usize, name.len(), self.busy);
         }
         if self.busy {
             self.busy_since.get_or_insert(now);
