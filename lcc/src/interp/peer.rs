@@ -105,6 +105,65 @@ enum St {
     Closed,
 }
 
+/// Boxes of finished states kept for the next ones: an event that enters a role or starts a
+/// `then` would otherwise allocate a box and free another. A spare box holds an empty state
+/// (`role: None`, `inner: Closed`; `Closed`), so reusing it drops nothing.
+// The boxes themselves are what is kept.
+#[allow(clippy::vec_box)]
+#[derive(Debug, Default)]
+struct Spare {
+    frames: Vec<Box<Frame>>,
+    sts: Vec<Box<St>>,
+}
+
+/// Most boxes of each kind a peer keeps spare.
+const SPARE_MAX: usize = 8;
+
+impl Spare {
+    fn frame(&mut self, f: Frame) -> Box<Frame> {
+        match self.frames.pop() {
+            Some(mut b) => {
+                *b = f;
+                b
+            }
+            None => Box::new(f),
+        }
+    }
+
+    fn st(&mut self, s: St) -> Box<St> {
+        match self.sts.pop() {
+            Some(mut b) => {
+                *b = s;
+                b
+            }
+            None => Box::new(s),
+        }
+    }
+
+    fn keep_frame(&mut self, mut b: Box<Frame>) {
+        if self.frames.len() < SPARE_MAX {
+            b.role = None;
+            b.inner = St::Closed;
+            self.frames.push(b);
+        }
+    }
+
+    fn keep_st(&mut self, mut b: Box<St>) {
+        if self.sts.len() < SPARE_MAX {
+            *b = St::Closed;
+            self.sts.push(b);
+        }
+    }
+
+    /// `a` and `b` in parallel (either alone when the other is closed).
+    fn par(&mut self, a: St, b: St) -> St {
+        match (a, b) {
+            (St::Closed, x) | (x, St::Closed) => x,
+            (a, b) => St::Par(self.st(a), self.st(b)),
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct FrameRef<'r> {
     clause: u32,
@@ -139,6 +198,9 @@ pub struct Peer {
     live_cells: usize,
     /// A constraint call's arguments, kept between calls to save an allocation per call.
     args: Vec<Value>,
+    /// [`Cx::probe`]'s buffer (empty between steps).
+    probe: Vec<u32>,
+    spare: Spare,
 }
 
 impl Peer {
@@ -163,6 +225,8 @@ impl Peer {
             budget: DEFAULT_STEP_BUDGET,
             live_cells: 0,
             args: Vec::new(),
+            probe: Vec::new(),
+            spare: Spare::default(),
         };
         p.root = p.start_state()?;
         Ok(p)
@@ -182,7 +246,7 @@ impl Peer {
                 && self.store.unify_tpl(&cl.id, base, &want_id)
             {
                 self.store.commit();
-                return Ok(St::Role(Box::new(Frame {
+                return Ok(St::Role(self.spare.frame(Frame {
                     clause: c,
                     base,
                     role: None,
@@ -359,6 +423,7 @@ impl Peer {
         }
         let mut fired = 0;
         let mut result = Ok(());
+        self.probe.clear();
         {
             let mut cx = Cx {
                 prog: &self.program,
@@ -368,7 +433,8 @@ impl Peer {
                 d: directory,
                 out,
                 id: &self.id,
-                probe: Vec::new(),
+                probe: &mut self.probe,
+                spare: &mut self.spare,
                 args: &mut self.args,
                 depth: 0,
             };
@@ -531,7 +597,9 @@ struct Cx<'a> {
     out: &'a mut Vec<Envelope>,
     id: &'a Value,
     /// Clauses entered since the last event in this attempt (a second entry is a busy loop).
-    probe: Vec<u32>,
+    probe: &'a mut Vec<u32>,
+    /// The peer's spare boxes.
+    spare: &'a mut Spare,
     /// Role frames around the node being advanced.
     depth: usize,
     /// The peer's buffer for a constraint call's arguments (empty between calls).
@@ -562,13 +630,6 @@ fn returned_as_is(v: &Value, o: &Value) -> bool {
     }
 }
 
-fn par(a: St, b: St) -> St {
-    match (a, b) {
-        (St::Closed, x) | (x, St::Closed) => x,
-        (a, b) => St::Par(Box::new(a), Box::new(b)),
-    }
-}
-
 impl Cx<'_> {
     /// Tries to fire one event in `st`; on `Ok(false)` nothing changed (bindings included, once
     /// the caller undoes to its mark).
@@ -587,16 +648,23 @@ impl Cx<'_> {
                     return Ok(false);
                 }
                 if matches!(**left, St::Closed) {
-                    *st = St::Init(*right);
+                    let right = *right;
+                    if let St::Then(left, _) = std::mem::replace(st, St::Init(right)) {
+                        self.spare.keep_st(left);
+                    }
                 }
                 Ok(true)
             }
             St::Par(a, b) => {
                 let fired = self.advance(a, fr)? || self.advance(b, fr)?;
                 if fired && (matches!(**a, St::Closed) || matches!(**b, St::Closed)) {
-                    let a = std::mem::replace(&mut **a, St::Closed);
-                    let b = std::mem::replace(&mut **b, St::Closed);
-                    *st = par(a, b);
+                    if let St::Par(mut a, mut b) = std::mem::replace(st, St::Closed) {
+                        let av = std::mem::replace(&mut *a, St::Closed);
+                        let bv = std::mem::replace(&mut *b, St::Closed);
+                        self.spare.keep_st(a);
+                        self.spare.keep_st(b);
+                        *st = self.spare.par(av, bv);
+                    }
                 }
                 Ok(fired)
             }
@@ -618,11 +686,14 @@ impl Cx<'_> {
                 if !fired? {
                     return Ok(false);
                 }
-                match &mut f.inner {
-                    St::Closed => *st = St::Closed,
+                let next = match &mut f.inner {
+                    St::Closed => St::Closed,
                     // A role change in tail position: the callee replaces the caller.
-                    inner @ St::Role(_) => *st = std::mem::replace(inner, St::Closed),
-                    _ => {}
+                    inner @ St::Role(_) => std::mem::replace(inner, St::Closed),
+                    _ => return Ok(true),
+                };
+                if let St::Role(f) = std::mem::replace(st, next) {
+                    self.spare.keep_frame(f);
                 }
                 Ok(true)
             }
@@ -662,19 +733,23 @@ impl Cx<'_> {
                     Ok(None)
                 }
             }
-            Node::Then(a, b) => Ok(self.start(*a, fr, probing)?.map(|s| match s {
-                St::Closed => St::Init(*b),
-                s => St::Then(Box::new(s), *b),
-            })),
+            Node::Then(a, b) => Ok(match self.start(*a, fr, probing)? {
+                None => None,
+                Some(St::Closed) => Some(St::Init(*b)),
+                Some(s) => Some(St::Then(self.spare.st(s), *b)),
+            }),
             Node::Or(a, b) => match self.start(*a, fr, true)? {
                 Some(s) => Ok(Some(s)),
                 None => self.start(*b, fr, true),
             },
             Node::Par(a, b) => {
                 if let Some(s) = self.start(*a, fr, probing)? {
-                    return Ok(Some(par(s, St::Init(*b))));
+                    return Ok(Some(self.spare.par(s, St::Init(*b))));
                 }
-                Ok(self.start(*b, fr, probing)?.map(|s| par(St::Init(*a), s)))
+                Ok(match self.start(*b, fr, probing)? {
+                    Some(s) => Some(self.spare.par(St::Init(*a), s)),
+                    None => None,
+                })
             }
             Node::Call {
                 role,
@@ -740,7 +815,7 @@ impl Cx<'_> {
                 let keep = entered_role(cl, &role_v);
                 if !probing {
                     let inner = St::Init(cl.body);
-                    return Ok(Some(St::Role(Box::new(Frame {
+                    return Ok(Some(St::Role(self.spare.frame(Frame {
                         clause: c,
                         base,
                         role: keep.then_some(role_v),
@@ -758,7 +833,7 @@ impl Cx<'_> {
                 if let Some(inner) = r? {
                     return Ok(Some(match inner {
                         St::Closed => St::Closed,
-                        inner => St::Role(Box::new(Frame {
+                        inner => St::Role(self.spare.frame(Frame {
                             clause: c,
                             base,
                             role: keep.then_some(role_v),
