@@ -461,7 +461,7 @@ impl Peer {
                     Err(e) => {
                         cx.store.undo(m);
                         cx.store.commit();
-                        result = Err(e);
+                        result = Err(*e);
                         break;
                     }
                 }
@@ -587,6 +587,10 @@ fn rebase(st: &mut St, map: &[u32]) {
     }
 }
 
+/// A result of the interpreter's inner functions: the error is boxed, so that the results the
+/// recursion passes around stay small (an [`Error`] is over a hundred bytes; errors are rare).
+type Fallible<T> = std::result::Result<T, Box<Error>>;
+
 /// Everything an event needs, borrowed from the peer for one step.
 struct Cx<'a> {
     prog: &'a Program,
@@ -633,7 +637,7 @@ fn returned_as_is(v: &Value, o: &Value) -> bool {
 impl Cx<'_> {
     /// Tries to fire one event in `st`; on `Ok(false)` nothing changed (bindings included, once
     /// the caller undoes to its mark).
-    fn advance(&mut self, st: &mut St, fr: FrameRef<'_>) -> Result<bool, Error> {
+    fn advance(&mut self, st: &mut St, fr: FrameRef<'_>) -> Fallible<bool> {
         match st {
             St::Closed => Ok(false),
             St::Init(n) => match self.start(*n, fr, false)? {
@@ -703,7 +707,7 @@ impl Cx<'_> {
     /// Tries to fire the first event of a not-yet-started node; returns the state after it.
     /// `probing` is set while choosing an `or` branch: a role change then counts as able to fire
     /// only if the new clause's first event fires; otherwise entering the role is itself a step.
-    fn start(&mut self, n: NodeId, fr: FrameRef<'_>, probing: bool) -> Result<Option<St>, Error> {
+    fn start(&mut self, n: NodeId, fr: FrameRef<'_>, probing: bool) -> Fallible<Option<St>> {
         let prog = self.prog;
         match &prog.nodes[n as usize] {
             Node::Send {
@@ -770,7 +774,7 @@ impl Cx<'_> {
         span: Span,
         fr: FrameRef<'_>,
         probing: bool,
-    ) -> Result<Option<St>, Error> {
+    ) -> Fallible<Option<St>> {
         let m = self.store.mark();
         if let Some(g) = guard {
             if !self.eval(g, fr)? {
@@ -852,7 +856,7 @@ impl Cx<'_> {
                 role: role_v.to_string(),
                 agent: self.id.to_string(),
             };
-            Err(Error::new(e, span))
+            Err(Box::new(Error::new(e, span)))
         }
     }
 
@@ -886,7 +890,7 @@ impl Cx<'_> {
         id: &Tpl,
         guard: Option<&CCons>,
         fr: FrameRef<'_>,
-    ) -> Result<bool, Error> {
+    ) -> Fallible<bool> {
         let m = self.store.mark();
         if let Some(g) = guard {
             if !self.eval(g, fr)? {
@@ -947,7 +951,7 @@ impl Cx<'_> {
         id: &Tpl,
         guard: Option<&CCons>,
         fr: FrameRef<'_>,
-    ) -> Result<bool, Error> {
+    ) -> Fallible<bool> {
         if self.inbox.is_empty() {
             return Ok(false);
         }
@@ -1005,12 +1009,12 @@ impl Cx<'_> {
         fr: FrameRef<'_>,
         span: Span,
         f: impl FnOnce(String, String) -> RuntimeError,
-    ) -> Error {
+    ) -> Box<Error> {
         let e = f(self.id.to_string(), self.current_role(fr).to_string());
-        Error {
+        Box::new(Error {
             kind: ErrorKind::Runtime(e),
             span,
-        }
+        })
     }
 
     /// Asks [`Knowledge`] for predicate `name` with `vals` and unifies the values it returns.
@@ -1020,7 +1024,7 @@ impl Cx<'_> {
         vals: &[Value],
         span: Span,
         fr: FrameRef<'_>,
-    ) -> Result<bool, Error> {
+    ) -> Fallible<bool> {
         let failed = |cx: &Self, message: String| {
             cx.rt_error(fr, span, |agent, role| RuntimeError::Predicate {
                 name: name.to_string(),
@@ -1068,7 +1072,7 @@ impl Cx<'_> {
     }
 
     /// Evaluates a constraint. On `Ok(false)` the caller undoes to its mark.
-    fn eval(&mut self, c: &CCons, fr: FrameRef<'_>) -> Result<bool, Error> {
+    fn eval(&mut self, c: &CCons, fr: FrameRef<'_>) -> Fallible<bool> {
         match c {
             CCons::Call { name, args, span } => {
                 match (&**name, args.len()) {
