@@ -208,8 +208,38 @@ impl Store {
                     return true;
                 }
             }
+            if b.cons_vars && self.bind_cons(abase + slot, b, bbase) {
+                return true;
+            }
         }
         self.unify_at(&a.v, abase, &b.v, bbase)
+    }
+
+    /// [`Store::unify_tpls`] of variable `x`, bound to a ground list cell, with a template
+    /// `[H | T]` of two distinct variables, both unbound (`Cs = [C | Rest]`): `H` is bound to
+    /// the cell's head, then `T` to its tail, as the unifier does (a ground value has no
+    /// variable to check or to renumber); the same cells and trail. `false` (nothing done) in
+    /// any other case.
+    fn bind_cons(&mut self, x: VarId, tpl: &Tpl, base: u32) -> bool {
+        let Value::Cons(c) = &tpl.v else {
+            return false;
+        };
+        let (Value::Var(h), Value::Var(t)) = (&c.head, &c.tail) else {
+            return false;
+        };
+        let (h, t) = (base + h, base + t);
+        let unbound = |s: &Self, y: VarId| matches!(s.cells.get(y as usize), Some(None));
+        if h == t || !unbound(self, h) || !unbound(self, t) {
+            return false;
+        }
+        let x = Value::Var(x);
+        let (head, tail) = match self.deref(&x) {
+            l @ Value::Cons(cell) if l.is_ground() => (cell.head.clone(), cell.tail.clone()),
+            _ => return false,
+        };
+        self.bind(h, head);
+        self.bind(t, tail);
+        true
     }
 
     /// Unifies `a` (its variables numbered from `abase`) with `b` (from `bbase`): the same
@@ -600,6 +630,57 @@ mod tests {
         fn var_template_is_unify(pre in (term8(), term8()), slot in 0u32..4, v in term8()) {
             let head = Tpl::new(Value::Var(slot));
             proptest::prop_assert_eq!(tpl_unify(&pre, &head, &v, true), tpl_unify(&pre, &head, &v, false));
+        }
+    }
+
+    /// A ground list, or (rarely) a term with variables, over variables 0..8.
+    fn list8() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (prop::collection::vec(term(), 1..4), prop_oneof![Just(Value::Nil), term()])
+                .prop_filter("ground", |(items, tail)| {
+                    items.iter().all(Value::is_ground) && tail.is_ground()
+                })
+                .prop_map(|(items, tail)| Value::list_with_tail(items, tail)),
+            1 => term8(),
+        ]
+    }
+
+    proptest::proptest! {
+        /// `X = [H | T]` (the frame at 4: `X` is slot `x`, the template's variables are slots
+        /// `h` and `t`) unifies as the unifier does (same result, cells and trail), whether `X`
+        /// is bound to a ground list or to anything else, and whether `H` and `T` are bound
+        /// already or not.
+        #[test]
+        fn cons_template_is_unify(
+            pre in (term8(), term8()),
+            list in list8(),
+            x in 0u32..4,
+            h in 0u32..4,
+            t in 0u32..4,
+        ) {
+            let run = |fast: bool| {
+                let mut s = Store::default();
+                s.alloc(8);
+                let m = s.mark();
+                // X bound to the list (when it can be), then some more bindings.
+                if !s.unify(&Value::Var(4 + x), &list) {
+                    s.undo(m);
+                }
+                let m = s.mark();
+                if !s.unify(&pre.0, &pre.1) {
+                    s.undo(m);
+                }
+                let a = Tpl::new(Value::Var(x));
+                let b = Tpl::new(Value::list_with_tail(vec![Value::Var(h)], Value::Var(t)));
+                let ok = if fast {
+                    s.unify_tpls(&a, 4, &b, 4)
+                } else {
+                    s.unify(&Store::inst(&a, 4), &Store::inst(&b, 4))
+                };
+                (ok, s.cells.clone(), s.trail.clone())
+            };
+            proptest::prop_assert_eq!(run(true), run(false));
         }
     }
 
