@@ -123,7 +123,8 @@ impl Spare {
     fn frame(&mut self, f: Frame) -> Box<Frame> {
         match self.frames.pop() {
             Some(mut b) => {
-                *b = f;
+                // A spare box holds an empty frame: nothing to drop.
+                std::mem::forget(std::mem::replace(&mut *b, f));
                 b
             }
             None => Box::new(f),
@@ -133,7 +134,8 @@ impl Spare {
     fn st(&mut self, s: St) -> Box<St> {
         match self.sts.pop() {
             Some(mut b) => {
-                *b = s;
+                // A spare box holds `Closed`: nothing to drop.
+                std::mem::forget(std::mem::replace(&mut *b, s));
                 b
             }
             None => Box::new(s),
@@ -634,6 +636,16 @@ fn returned_as_is(v: &Value, o: &Value) -> bool {
     }
 }
 
+/// The state after an event that finishes its node (`Some(Closed)`), or `None`: without the
+/// `Closed` that `bool::then_some` would build and then drop.
+fn closed_if(fired: bool) -> Option<St> {
+    if fired {
+        Some(St::Closed)
+    } else {
+        None
+    }
+}
+
 impl Cx<'_> {
     /// Tries to fire one event in `st`; on `Ok(false)` nothing changed (bindings included, once
     /// the caller undoes to its mark).
@@ -642,7 +654,9 @@ impl Cx<'_> {
             St::Closed => Ok(false),
             St::Init(n) => match self.start(*n, fr, false)? {
                 Some(next) => {
-                    *st = next;
+                    // `st` is `Init`: nothing to drop (forgetting it spares a call to the drop
+                    // glue for every event).
+                    std::mem::forget(std::mem::replace(st, next));
                     Ok(true)
                 }
                 None => Ok(false),
@@ -716,18 +730,14 @@ impl Cx<'_> {
                 id,
                 guard,
                 ..
-            } => Ok(self
-                .send(msg, role, id, guard.as_ref(), fr)?
-                .then_some(St::Closed)),
+            } => Ok(closed_if(self.send(msg, role, id, guard.as_ref(), fr)?)),
             Node::Recv {
                 msg,
                 role,
                 id,
                 guard,
                 ..
-            } => Ok(self
-                .recv(msg, role, id, guard.as_ref(), fr)?
-                .then_some(St::Closed)),
+            } => Ok(closed_if(self.recv(msg, role, id, guard.as_ref(), fr)?)),
             Node::Null { guard } => {
                 let m = self.store.mark();
                 if self.eval(guard, fr)? {
