@@ -31,6 +31,7 @@
 //! role with fresh variables. The inbox is kept (new requests are not lost); stale replies that
 //! no longer match wait there until the inbox bound drops the oldest.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -40,7 +41,7 @@ use crate::ast::CmpOp;
 use crate::error::{Error, ErrorKind, RuntimeError};
 use crate::knowledge::{Directory, Knowledge, KnowledgeError};
 use crate::span::Span;
-use crate::value::Value;
+use crate::value::{Value, VarId};
 
 /// A peer's address: the role it plays (or is addressed as) and its id.
 #[derive(Clone, Debug, PartialEq)]
@@ -636,6 +637,33 @@ fn returned_as_is(v: &Value, o: &Value) -> bool {
     }
 }
 
+/// An atom role pattern addresses any role of that name (`underloaded` matches a peer in
+/// `underloaded(5)`); otherwise the roles must unify.
+fn role_matches(store: &mut Store, pat: &Value, actual: &Value) -> bool {
+    let p = store.deref(pat);
+    if let (Value::Atom(a), Some(n)) = (p, actual.name()) {
+        if **a == *n {
+            return true;
+        }
+    }
+    let p = p.clone();
+    store.unify(&p, actual)
+}
+
+/// `v`, from a message, moved into `store` ([`Store::import`], through the map made on first
+/// use); a ground value (the common case) is read where it is, as importing it would clone it.
+fn imported<'v>(
+    store: &mut Store,
+    v: &'v Value,
+    map: &mut Option<HashMap<VarId, VarId>>,
+) -> Cow<'v, Value> {
+    if v.is_ground() {
+        Cow::Borrowed(v)
+    } else {
+        Cow::Owned(store.import(v, map.get_or_insert_with(HashMap::new)))
+    }
+}
+
 /// The state after an event that finishes its node (`Some(Closed)`), or `None`: without the
 /// `Closed` that `bool::then_some` would build and then drop.
 fn closed_if(fired: bool) -> Option<St> {
@@ -931,11 +959,12 @@ impl Cx<'_> {
         let from_role = self.current_role(fr);
         // Unbound variables leave the peer numbered from 0 in order of appearance, so that a
         // message does not depend on the sender's store layout.
-        let mut map = HashMap::new();
+        let mut map = None;
         let mut canon = |v: Value| {
             if v.is_ground() {
                 return v;
             }
+            let map = map.get_or_insert_with(HashMap::new);
             v.map_vars(&mut |id| {
                 let n = u32::try_from(map.len()).unwrap_or(u32::MAX);
                 Value::Var(*map.entry(id).or_insert(n))
@@ -973,12 +1002,12 @@ impl Cx<'_> {
                 continue;
             }
             let m = self.store.mark();
-            let mut map = HashMap::new();
-            let body = self.store.import(&env.body, &mut map);
+            let mut map = None;
+            let body = imported(self.store, &env.body, &mut map);
             let ok = self.store.unify_tpl(msg, fr.base, &body) && {
-                let from_role = self.store.import(&env.from.role, &mut map);
-                let from_id = self.store.import(&env.from.id, &mut map);
-                self.role_matches(&role_pat, &from_role)
+                let from_role = imported(self.store, &env.from.role, &mut map);
+                let from_id = imported(self.store, &env.from.id, &mut map);
+                role_matches(self.store, &role_pat, &from_role)
                     && self.store.unify_tpl(id, fr.base, &from_id)
             };
             let ok = ok
@@ -999,19 +1028,6 @@ impl Cx<'_> {
             self.store.undo(m);
         }
         Ok(false)
-    }
-
-    /// An atom role pattern addresses any role of that name (`underloaded` matches a peer in
-    /// `underloaded(5)`); otherwise the roles must unify.
-    fn role_matches(&mut self, pat: &Value, actual: &Value) -> bool {
-        let p = self.store.deref(pat);
-        if let (Value::Atom(a), Some(n)) = (p, actual.name()) {
-            if **a == *n {
-                return true;
-            }
-        }
-        let p = p.clone();
-        self.store.unify(&p, actual)
     }
 
     fn rt_error(
