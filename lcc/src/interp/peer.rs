@@ -938,9 +938,16 @@ impl Cx<'_> {
         }
         let body = self.store.inst_resolved(msg, fr.base);
         let to_role = self.store.inst_resolved(role, fr.base);
-        let id_v = Store::inst(id, fr.base);
-        if let Value::Var(v) = self.store.deref(&id_v) {
-            let v = *v;
+        // The recipient's id is unbound only if its template is a variable (an instance of
+        // anything else is not a variable).
+        let unbound_id = match id.v {
+            Value::Var(s) => match self.store.deref(&Value::Var(fr.base + s)) {
+                Value::Var(v) => Some(*v),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(v) = unbound_id {
             match self.d.resolve(&to_role, &body) {
                 Some(x) => {
                     let x = self.store.sanitize(x);
@@ -1022,7 +1029,11 @@ impl Cx<'_> {
                     None => true,
                 };
             if ok {
-                self.inbox.remove(i);
+                if i == 0 {
+                    self.inbox.pop_front();
+                } else {
+                    self.inbox.remove(i);
+                }
                 return Ok(true);
             }
             self.store.undo(m);

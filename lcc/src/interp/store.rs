@@ -463,7 +463,9 @@ impl Store {
         }
     }
 
-    /// The template's value in the frame at `base`.
+    /// The template's value in the frame at `base` (what the in-place functions are checked
+    /// against).
+    #[cfg(test)]
     pub(crate) fn inst(tpl: &Tpl, base: u32) -> Value {
         if tpl.ground {
             return tpl.v.clone();
