@@ -749,8 +749,22 @@ impl Cx<'_> {
     /// Tries to fire the first event of a not-yet-started node; returns the state after it.
     /// `probing` is set while choosing an `or` branch: a role change then counts as able to fire
     /// only if the new clause's first event fires; otherwise entering the role is itself a step.
-    fn start(&mut self, n: NodeId, fr: FrameRef<'_>, probing: bool) -> Fallible<Option<St>> {
+    fn start(
+        &mut self,
+        mut n: NodeId,
+        fr: FrameRef<'_>,
+        mut probing: bool,
+    ) -> Fallible<Option<St>> {
         let prog = self.prog;
+        // An `or` whose first branch cannot fire goes on with its second branch here (a tail
+        // call, made a loop).
+        while let Node::Or(a, b) = &prog.nodes[n as usize] {
+            if let Some(s) = self.start(*a, fr, true)? {
+                return Ok(Some(s));
+            }
+            n = *b;
+            probing = true;
+        }
         match &prog.nodes[n as usize] {
             Node::Send {
                 msg,
@@ -780,6 +794,7 @@ impl Cx<'_> {
                 Some(St::Closed) => Some(St::Init(*b)),
                 Some(s) => Some(St::Then(self.spare.st(s), *b)),
             }),
+            // (Taken by the loop above.)
             Node::Or(a, b) => match self.start(*a, fr, true)? {
                 Some(s) => Ok(Some(s)),
                 None => self.start(*b, fr, true),
