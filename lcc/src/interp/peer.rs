@@ -31,6 +31,7 @@
 //! role with fresh variables. The inbox is kept (new requests are not lost); stale replies that
 //! no longer match wait there until the inbox bound drops the oldest.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -40,7 +41,7 @@ use crate::ast::CmpOp;
 use crate::error::{Error, ErrorKind, RuntimeError};
 use crate::knowledge::{Directory, Knowledge, KnowledgeError};
 use crate::span::Span;
-use crate::value::Value;
+use crate::value::{Value, VarId};
 
 /// A peer's address: the role it plays (or is addressed as) and its id.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,6 +106,67 @@ enum St {
     Closed,
 }
 
+/// Boxes of finished states kept for the next ones: an event that enters a role or starts a
+/// `then` would otherwise allocate a box and free another. A spare box holds an empty state
+/// (`role: None`, `inner: Closed`; `Closed`), so reusing it drops nothing.
+// The boxes themselves are what is kept.
+#[allow(clippy::vec_box)]
+#[derive(Debug, Default)]
+struct Spare {
+    frames: Vec<Box<Frame>>,
+    sts: Vec<Box<St>>,
+}
+
+/// Most boxes of each kind a peer keeps spare.
+const SPARE_MAX: usize = 8;
+
+impl Spare {
+    fn frame(&mut self, f: Frame) -> Box<Frame> {
+        match self.frames.pop() {
+            Some(mut b) => {
+                // A spare box holds an empty frame: nothing to drop.
+                std::mem::forget(std::mem::replace(&mut *b, f));
+                b
+            }
+            None => Box::new(f),
+        }
+    }
+
+    fn st(&mut self, s: St) -> Box<St> {
+        match self.sts.pop() {
+            Some(mut b) => {
+                // A spare box holds `Closed`: nothing to drop.
+                std::mem::forget(std::mem::replace(&mut *b, s));
+                b
+            }
+            None => Box::new(s),
+        }
+    }
+
+    fn keep_frame(&mut self, mut b: Box<Frame>) {
+        if self.frames.len() < SPARE_MAX {
+            b.role = None;
+            b.inner = St::Closed;
+            self.frames.push(b);
+        }
+    }
+
+    fn keep_st(&mut self, mut b: Box<St>) {
+        if self.sts.len() < SPARE_MAX {
+            *b = St::Closed;
+            self.sts.push(b);
+        }
+    }
+
+    /// `a` and `b` in parallel (either alone when the other is closed).
+    fn par(&mut self, a: St, b: St) -> St {
+        match (a, b) {
+            (St::Closed, x) | (x, St::Closed) => x,
+            (a, b) => St::Par(self.st(a), self.st(b)),
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct FrameRef<'r> {
     clause: u32,
@@ -139,6 +201,9 @@ pub struct Peer {
     live_cells: usize,
     /// A constraint call's arguments, kept between calls to save an allocation per call.
     args: Vec<Value>,
+    /// [`Cx::probe`]'s buffer (empty between steps).
+    probe: Vec<u32>,
+    spare: Spare,
 }
 
 impl Peer {
@@ -163,6 +228,8 @@ impl Peer {
             budget: DEFAULT_STEP_BUDGET,
             live_cells: 0,
             args: Vec::new(),
+            probe: Vec::new(),
+            spare: Spare::default(),
         };
         p.root = p.start_state()?;
         Ok(p)
@@ -182,7 +249,7 @@ impl Peer {
                 && self.store.unify_tpl(&cl.id, base, &want_id)
             {
                 self.store.commit();
-                return Ok(St::Role(Box::new(Frame {
+                return Ok(St::Role(self.spare.frame(Frame {
                     clause: c,
                     base,
                     role: None,
@@ -359,6 +426,7 @@ impl Peer {
         }
         let mut fired = 0;
         let mut result = Ok(());
+        self.probe.clear();
         {
             let mut cx = Cx {
                 prog: &self.program,
@@ -368,7 +436,8 @@ impl Peer {
                 d: directory,
                 out,
                 id: &self.id,
-                probe: Vec::new(),
+                probe: &mut self.probe,
+                spare: &mut self.spare,
                 args: &mut self.args,
                 depth: 0,
             };
@@ -395,7 +464,7 @@ impl Peer {
                     Err(e) => {
                         cx.store.undo(m);
                         cx.store.commit();
-                        result = Err(e);
+                        result = Err(*e);
                         break;
                     }
                 }
@@ -521,6 +590,10 @@ fn rebase(st: &mut St, map: &[u32]) {
     }
 }
 
+/// A result of the interpreter's inner functions: the error is boxed, so that the results the
+/// recursion passes around stay small (an [`Error`] is over a hundred bytes; errors are rare).
+type Fallible<T> = std::result::Result<T, Box<Error>>;
+
 /// Everything an event needs, borrowed from the peer for one step.
 struct Cx<'a> {
     prog: &'a Program,
@@ -531,7 +604,9 @@ struct Cx<'a> {
     out: &'a mut Vec<Envelope>,
     id: &'a Value,
     /// Clauses entered since the last event in this attempt (a second entry is a busy loop).
-    probe: Vec<u32>,
+    probe: &'a mut Vec<u32>,
+    /// The peer's spare boxes.
+    spare: &'a mut Spare,
     /// Role frames around the node being advanced.
     depth: usize,
     /// The peer's buffer for a constraint call's arguments (empty between calls).
@@ -562,22 +637,54 @@ fn returned_as_is(v: &Value, o: &Value) -> bool {
     }
 }
 
-fn par(a: St, b: St) -> St {
-    match (a, b) {
-        (St::Closed, x) | (x, St::Closed) => x,
-        (a, b) => St::Par(Box::new(a), Box::new(b)),
+/// An atom role pattern addresses any role of that name (`underloaded` matches a peer in
+/// `underloaded(5)`); otherwise the roles must unify.
+fn role_matches(store: &mut Store, pat: &Value, actual: &Value) -> bool {
+    let p = store.deref(pat);
+    if let (Value::Atom(a), Some(n)) = (p, actual.name()) {
+        if **a == *n {
+            return true;
+        }
+    }
+    let p = p.clone();
+    store.unify(&p, actual)
+}
+
+/// `v`, from a message, moved into `store` ([`Store::import`], through the map made on first
+/// use); a ground value (the common case) is read where it is, as importing it would clone it.
+fn imported<'v>(
+    store: &mut Store,
+    v: &'v Value,
+    map: &mut Option<HashMap<VarId, VarId>>,
+) -> Cow<'v, Value> {
+    if v.is_ground() {
+        Cow::Borrowed(v)
+    } else {
+        Cow::Owned(store.import(v, map.get_or_insert_with(HashMap::new)))
+    }
+}
+
+/// The state after an event that finishes its node (`Some(Closed)`), or `None`: without the
+/// `Closed` that `bool::then_some` would build and then drop.
+fn closed_if(fired: bool) -> Option<St> {
+    if fired {
+        Some(St::Closed)
+    } else {
+        None
     }
 }
 
 impl Cx<'_> {
     /// Tries to fire one event in `st`; on `Ok(false)` nothing changed (bindings included, once
     /// the caller undoes to its mark).
-    fn advance(&mut self, st: &mut St, fr: FrameRef<'_>) -> Result<bool, Error> {
+    fn advance(&mut self, st: &mut St, fr: FrameRef<'_>) -> Fallible<bool> {
         match st {
             St::Closed => Ok(false),
             St::Init(n) => match self.start(*n, fr, false)? {
                 Some(next) => {
-                    *st = next;
+                    // `st` is `Init`: nothing to drop (forgetting it spares a call to the drop
+                    // glue for every event).
+                    std::mem::forget(std::mem::replace(st, next));
                     Ok(true)
                 }
                 None => Ok(false),
@@ -587,16 +694,23 @@ impl Cx<'_> {
                     return Ok(false);
                 }
                 if matches!(**left, St::Closed) {
-                    *st = St::Init(*right);
+                    let right = *right;
+                    if let St::Then(left, _) = std::mem::replace(st, St::Init(right)) {
+                        self.spare.keep_st(left);
+                    }
                 }
                 Ok(true)
             }
             St::Par(a, b) => {
                 let fired = self.advance(a, fr)? || self.advance(b, fr)?;
                 if fired && (matches!(**a, St::Closed) || matches!(**b, St::Closed)) {
-                    let a = std::mem::replace(&mut **a, St::Closed);
-                    let b = std::mem::replace(&mut **b, St::Closed);
-                    *st = par(a, b);
+                    if let St::Par(mut a, mut b) = std::mem::replace(st, St::Closed) {
+                        let av = std::mem::replace(&mut *a, St::Closed);
+                        let bv = std::mem::replace(&mut *b, St::Closed);
+                        self.spare.keep_st(a);
+                        self.spare.keep_st(b);
+                        *st = self.spare.par(av, bv);
+                    }
                 }
                 Ok(fired)
             }
@@ -618,11 +732,14 @@ impl Cx<'_> {
                 if !fired? {
                     return Ok(false);
                 }
-                match &mut f.inner {
-                    St::Closed => *st = St::Closed,
+                let next = match &mut f.inner {
+                    St::Closed => St::Closed,
                     // A role change in tail position: the callee replaces the caller.
-                    inner @ St::Role(_) => *st = std::mem::replace(inner, St::Closed),
-                    _ => {}
+                    inner @ St::Role(_) => std::mem::replace(inner, St::Closed),
+                    _ => return Ok(true),
+                };
+                if let St::Role(f) = std::mem::replace(st, next) {
+                    self.spare.keep_frame(f);
                 }
                 Ok(true)
             }
@@ -632,8 +749,22 @@ impl Cx<'_> {
     /// Tries to fire the first event of a not-yet-started node; returns the state after it.
     /// `probing` is set while choosing an `or` branch: a role change then counts as able to fire
     /// only if the new clause's first event fires; otherwise entering the role is itself a step.
-    fn start(&mut self, n: NodeId, fr: FrameRef<'_>, probing: bool) -> Result<Option<St>, Error> {
+    fn start(
+        &mut self,
+        mut n: NodeId,
+        fr: FrameRef<'_>,
+        mut probing: bool,
+    ) -> Fallible<Option<St>> {
         let prog = self.prog;
+        // An `or` whose first branch cannot fire goes on with its second branch here (a tail
+        // call, made a loop).
+        while let Node::Or(a, b) = &prog.nodes[n as usize] {
+            if let Some(s) = self.start(*a, fr, true)? {
+                return Ok(Some(s));
+            }
+            n = *b;
+            probing = true;
+        }
         match &prog.nodes[n as usize] {
             Node::Send {
                 msg,
@@ -641,18 +772,14 @@ impl Cx<'_> {
                 id,
                 guard,
                 ..
-            } => Ok(self
-                .send(msg, role, id, guard.as_ref(), fr)?
-                .then_some(St::Closed)),
+            } => Ok(closed_if(self.send(msg, role, id, guard.as_ref(), fr)?)),
             Node::Recv {
                 msg,
                 role,
                 id,
                 guard,
                 ..
-            } => Ok(self
-                .recv(msg, role, id, guard.as_ref(), fr)?
-                .then_some(St::Closed)),
+            } => Ok(closed_if(self.recv(msg, role, id, guard.as_ref(), fr)?)),
             Node::Null { guard } => {
                 let m = self.store.mark();
                 if self.eval(guard, fr)? {
@@ -662,19 +789,24 @@ impl Cx<'_> {
                     Ok(None)
                 }
             }
-            Node::Then(a, b) => Ok(self.start(*a, fr, probing)?.map(|s| match s {
-                St::Closed => St::Init(*b),
-                s => St::Then(Box::new(s), *b),
-            })),
+            Node::Then(a, b) => Ok(match self.start(*a, fr, probing)? {
+                None => None,
+                Some(St::Closed) => Some(St::Init(*b)),
+                Some(s) => Some(St::Then(self.spare.st(s), *b)),
+            }),
+            // (Taken by the loop above.)
             Node::Or(a, b) => match self.start(*a, fr, true)? {
                 Some(s) => Ok(Some(s)),
                 None => self.start(*b, fr, true),
             },
             Node::Par(a, b) => {
                 if let Some(s) = self.start(*a, fr, probing)? {
-                    return Ok(Some(par(s, St::Init(*b))));
+                    return Ok(Some(self.spare.par(s, St::Init(*b))));
                 }
-                Ok(self.start(*b, fr, probing)?.map(|s| par(St::Init(*a), s)))
+                Ok(match self.start(*b, fr, probing)? {
+                    Some(s) => Some(self.spare.par(St::Init(*a), s)),
+                    None => None,
+                })
             }
             Node::Call {
                 role,
@@ -695,7 +827,7 @@ impl Cx<'_> {
         span: Span,
         fr: FrameRef<'_>,
         probing: bool,
-    ) -> Result<Option<St>, Error> {
+    ) -> Fallible<Option<St>> {
         let m = self.store.mark();
         if let Some(g) = guard {
             if !self.eval(g, fr)? {
@@ -740,7 +872,7 @@ impl Cx<'_> {
                 let keep = entered_role(cl, &role_v);
                 if !probing {
                     let inner = St::Init(cl.body);
-                    return Ok(Some(St::Role(Box::new(Frame {
+                    return Ok(Some(St::Role(self.spare.frame(Frame {
                         clause: c,
                         base,
                         role: keep.then_some(role_v),
@@ -758,7 +890,7 @@ impl Cx<'_> {
                 if let Some(inner) = r? {
                     return Ok(Some(match inner {
                         St::Closed => St::Closed,
-                        inner => St::Role(Box::new(Frame {
+                        inner => St::Role(self.spare.frame(Frame {
                             clause: c,
                             base,
                             role: keep.then_some(role_v),
@@ -777,7 +909,7 @@ impl Cx<'_> {
                 role: role_v.to_string(),
                 agent: self.id.to_string(),
             };
-            Err(Error::new(e, span))
+            Err(Box::new(Error::new(e, span)))
         }
     }
 
@@ -811,7 +943,7 @@ impl Cx<'_> {
         id: &Tpl,
         guard: Option<&CCons>,
         fr: FrameRef<'_>,
-    ) -> Result<bool, Error> {
+    ) -> Fallible<bool> {
         let m = self.store.mark();
         if let Some(g) = guard {
             if !self.eval(g, fr)? {
@@ -821,9 +953,16 @@ impl Cx<'_> {
         }
         let body = self.store.inst_resolved(msg, fr.base);
         let to_role = self.store.inst_resolved(role, fr.base);
-        let id_v = Store::inst(id, fr.base);
-        if let Value::Var(v) = self.store.deref(&id_v) {
-            let v = *v;
+        // The recipient's id is unbound only if its template is a variable (an instance of
+        // anything else is not a variable).
+        let unbound_id = match id.v {
+            Value::Var(s) => match self.store.deref(&Value::Var(fr.base + s)) {
+                Value::Var(v) => Some(*v),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(v) = unbound_id {
             match self.d.resolve(&to_role, &body) {
                 Some(x) => {
                     let x = self.store.sanitize(x);
@@ -842,11 +981,12 @@ impl Cx<'_> {
         let from_role = self.current_role(fr);
         // Unbound variables leave the peer numbered from 0 in order of appearance, so that a
         // message does not depend on the sender's store layout.
-        let mut map = HashMap::new();
+        let mut map = None;
         let mut canon = |v: Value| {
             if v.is_ground() {
                 return v;
             }
+            let map = map.get_or_insert_with(HashMap::new);
             v.map_vars(&mut |id| {
                 let n = u32::try_from(map.len()).unwrap_or(u32::MAX);
                 Value::Var(*map.entry(id).or_insert(n))
@@ -872,7 +1012,7 @@ impl Cx<'_> {
         id: &Tpl,
         guard: Option<&CCons>,
         fr: FrameRef<'_>,
-    ) -> Result<bool, Error> {
+    ) -> Fallible<bool> {
         if self.inbox.is_empty() {
             return Ok(false);
         }
@@ -884,12 +1024,12 @@ impl Cx<'_> {
                 continue;
             }
             let m = self.store.mark();
-            let mut map = HashMap::new();
-            let body = self.store.import(&env.body, &mut map);
+            let mut map = None;
+            let body = imported(self.store, &env.body, &mut map);
             let ok = self.store.unify_tpl(msg, fr.base, &body) && {
-                let from_role = self.store.import(&env.from.role, &mut map);
-                let from_id = self.store.import(&env.from.id, &mut map);
-                self.role_matches(&role_pat, &from_role)
+                let from_role = imported(self.store, &env.from.role, &mut map);
+                let from_id = imported(self.store, &env.from.id, &mut map);
+                role_matches(self.store, &role_pat, &from_role)
                     && self.store.unify_tpl(id, fr.base, &from_id)
             };
             let ok = ok
@@ -904,7 +1044,11 @@ impl Cx<'_> {
                     None => true,
                 };
             if ok {
-                self.inbox.remove(i);
+                if i == 0 {
+                    self.inbox.pop_front();
+                } else {
+                    self.inbox.remove(i);
+                }
                 return Ok(true);
             }
             self.store.undo(m);
@@ -912,30 +1056,17 @@ impl Cx<'_> {
         Ok(false)
     }
 
-    /// An atom role pattern addresses any role of that name (`underloaded` matches a peer in
-    /// `underloaded(5)`); otherwise the roles must unify.
-    fn role_matches(&mut self, pat: &Value, actual: &Value) -> bool {
-        let p = self.store.deref(pat);
-        if let (Value::Atom(a), Some(n)) = (p, actual.name()) {
-            if **a == *n {
-                return true;
-            }
-        }
-        let p = p.clone();
-        self.store.unify(&p, actual)
-    }
-
     fn rt_error(
         &self,
         fr: FrameRef<'_>,
         span: Span,
         f: impl FnOnce(String, String) -> RuntimeError,
-    ) -> Error {
+    ) -> Box<Error> {
         let e = f(self.id.to_string(), self.current_role(fr).to_string());
-        Error {
+        Box::new(Error {
             kind: ErrorKind::Runtime(e),
             span,
-        }
+        })
     }
 
     /// Asks [`Knowledge`] for predicate `name` with `vals` and unifies the values it returns.
@@ -945,7 +1076,7 @@ impl Cx<'_> {
         vals: &[Value],
         span: Span,
         fr: FrameRef<'_>,
-    ) -> Result<bool, Error> {
+    ) -> Fallible<bool> {
         let failed = |cx: &Self, message: String| {
             cx.rt_error(fr, span, |agent, role| RuntimeError::Predicate {
                 name: name.to_string(),
@@ -993,7 +1124,7 @@ impl Cx<'_> {
     }
 
     /// Evaluates a constraint. On `Ok(false)` the caller undoes to its mark.
-    fn eval(&mut self, c: &CCons, fr: FrameRef<'_>) -> Result<bool, Error> {
+    fn eval(&mut self, c: &CCons, fr: FrameRef<'_>) -> Fallible<bool> {
         match c {
             CCons::Call { name, args, span } => {
                 match (&**name, args.len()) {
