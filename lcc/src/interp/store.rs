@@ -553,14 +553,11 @@ mod tests {
         assert!(!s.unify(&Value::Var(x), &Value::compound("f", vec![Value::Var(x)])));
     }
 
-    fn term() -> impl proptest::strategy::Strategy<Value = Value> {
+    /// Compounds `f(..)`, `g(..)` and lists of `leaf`s, up to three levels deep.
+    fn nested(
+        leaf: impl proptest::strategy::Strategy<Value = Value> + 'static,
+    ) -> impl proptest::strategy::Strategy<Value = Value> {
         use proptest::prelude::*;
-        let leaf = prop_oneof![
-            (0u32..4).prop_map(Value::Var),
-            (0i64..3).prop_map(Value::Int),
-            prop_oneof![Just("a"), Just("b")].prop_map(Value::atom),
-            Just(Value::Nil),
-        ];
         leaf.prop_recursive(3, 16, 3, |inner| {
             prop_oneof![
                 (
@@ -572,6 +569,17 @@ mod tests {
                     .prop_map(|(items, tail)| Value::list_with_tail(items, tail)),
             ]
         })
+    }
+
+    fn term() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            (0u32..4).prop_map(Value::Var),
+            (0i64..3).prop_map(Value::Int),
+            prop_oneof![Just("a"), Just("b")].prop_map(Value::atom),
+            Just(Value::Nil),
+        ];
+        nested(leaf)
     }
 
     fn tpl(v: &Value) -> Tpl {
@@ -679,17 +687,7 @@ mod tests {
             prop_oneof![Just("a"), Just("b")].prop_map(Value::str),
             Just(Value::Nil),
         ];
-        leaf.prop_recursive(3, 16, 3, |inner| {
-            prop_oneof![
-                (
-                    prop_oneof![Just("f"), Just("g")],
-                    prop::collection::vec(inner.clone(), 1..3)
-                )
-                    .prop_map(|(n, args)| Value::compound(n, args)),
-                (prop::collection::vec(inner.clone(), 1..3), inner)
-                    .prop_map(|(items, tail)| Value::list_with_tail(items, tail)),
-            ]
-        })
+        nested(leaf)
     }
 
     /// A side of a unification: often ground, often a variable, else any term.
