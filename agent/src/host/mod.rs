@@ -352,19 +352,12 @@ fn initial_role(p: &Program) -> Value {
 
 /// An id as a string: atoms and strings as their text, numbers as written.
 pub fn id_str(v: &Value) -> String {
-    let mut s = String::new();
-    write_id(&mut s, v);
-    s
+    with_id(v, str::to_owned)
 }
 
 /// Appends [`id_str`] of `v` to `out`.
 fn write_id(out: &mut String, v: &Value) {
-    use std::fmt::Write as _;
-    match v {
-        Value::Atom(a) | Value::Str(a) => out.push_str(a),
-        Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
-        other => _ = write!(out, "{other}"),
-    }
+    with_id(v, |s| out.push_str(s));
 }
 
 /// Runs `f` on [`id_str`] of `v`, without building a string for an atom, a string or an

@@ -756,64 +756,61 @@ impl Cx<'_> {
         mut probing: bool,
     ) -> Fallible<Option<St>> {
         let prog = self.prog;
-        // An `or` whose first branch cannot fire goes on with its second branch here (a tail
-        // call, made a loop).
-        while let Node::Or(a, b) = &prog.nodes[n as usize] {
-            if let Some(s) = self.start(*a, fr, true)? {
-                return Ok(Some(s));
-            }
-            n = *b;
-            probing = true;
-        }
-        match &prog.nodes[n as usize] {
-            Node::Send {
-                msg,
-                role,
-                id,
-                guard,
-                ..
-            } => Ok(closed_if(self.send(msg, role, id, guard.as_ref(), fr)?)),
-            Node::Recv {
-                msg,
-                role,
-                id,
-                guard,
-                ..
-            } => Ok(closed_if(self.recv(msg, role, id, guard.as_ref(), fr)?)),
-            Node::Null { guard } => {
-                let m = self.store.mark();
-                if self.eval(guard, fr)? {
-                    Ok(Some(St::Closed))
-                } else {
-                    self.store.undo(m);
-                    Ok(None)
+        // (A loop only for `or`, which goes on with its second branch: a tail call.)
+        loop {
+            return match &prog.nodes[n as usize] {
+                Node::Send {
+                    msg,
+                    role,
+                    id,
+                    guard,
+                    ..
+                } => Ok(closed_if(self.send(msg, role, id, guard.as_ref(), fr)?)),
+                Node::Recv {
+                    msg,
+                    role,
+                    id,
+                    guard,
+                    ..
+                } => Ok(closed_if(self.recv(msg, role, id, guard.as_ref(), fr)?)),
+                Node::Null { guard } => {
+                    let m = self.store.mark();
+                    if self.eval(guard, fr)? {
+                        Ok(Some(St::Closed))
+                    } else {
+                        self.store.undo(m);
+                        Ok(None)
+                    }
                 }
-            }
-            Node::Then(a, b) => Ok(match self.start(*a, fr, probing)? {
-                None => None,
-                Some(St::Closed) => Some(St::Init(*b)),
-                Some(s) => Some(St::Then(self.spare.st(s), *b)),
-            }),
-            // (Taken by the loop above.)
-            Node::Or(a, b) => match self.start(*a, fr, true)? {
-                Some(s) => Ok(Some(s)),
-                None => self.start(*b, fr, true),
-            },
-            Node::Par(a, b) => {
-                if let Some(s) = self.start(*a, fr, probing)? {
-                    return Ok(Some(self.spare.par(s, St::Init(*b))));
-                }
-                Ok(match self.start(*b, fr, probing)? {
-                    Some(s) => Some(self.spare.par(St::Init(*a), s)),
+                Node::Then(a, b) => Ok(match self.start(*a, fr, probing)? {
                     None => None,
-                })
-            }
-            Node::Call {
-                role,
-                id,
-                guard,
-                span,
-            } => self.call(n, role, id, guard.as_ref(), *span, fr, probing),
+                    Some(St::Closed) => Some(St::Init(*b)),
+                    Some(s) => Some(St::Then(self.spare.st(s), *b)),
+                }),
+                Node::Or(a, b) => {
+                    if let Some(s) = self.start(*a, fr, true)? {
+                        return Ok(Some(s));
+                    }
+                    n = *b;
+                    probing = true;
+                    continue;
+                }
+                Node::Par(a, b) => {
+                    if let Some(s) = self.start(*a, fr, probing)? {
+                        return Ok(Some(self.spare.par(s, St::Init(*b))));
+                    }
+                    Ok(match self.start(*b, fr, probing)? {
+                        Some(s) => Some(self.spare.par(St::Init(*a), s)),
+                        None => None,
+                    })
+                }
+                Node::Call {
+                    role,
+                    id,
+                    guard,
+                    span,
+                } => self.call(n, role, id, guard.as_ref(), *span, fr, probing),
+            };
         }
     }
 
@@ -1044,11 +1041,7 @@ impl Cx<'_> {
                     None => true,
                 };
             if ok {
-                if i == 0 {
-                    self.inbox.pop_front();
-                } else {
-                    self.inbox.remove(i);
-                }
+                self.inbox.remove(i);
                 return Ok(true);
             }
             self.store.undo(m);

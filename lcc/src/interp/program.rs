@@ -23,8 +23,6 @@ pub(crate) struct Tpl {
     pub(crate) ground: bool,
     /// `v` is `name(V1, ..., Vn)` with `n` distinct variables (see [`super::store::Store::unify_tpl`]).
     pub(crate) vars: bool,
-    /// `v` is `[H | T]` with two distinct variables (see [`super::store::Store::unify_tpls`]).
-    pub(crate) cons_vars: bool,
 }
 
 impl Tpl {
@@ -32,8 +30,6 @@ impl Tpl {
         Self {
             ground: v.is_ground(),
             vars: distinct_vars(&v),
-            cons_vars: matches!(&v, Value::Cons(c)
-                if matches!((&c.head, &c.tail), (Value::Var(h), Value::Var(t)) if h != t)),
             v,
         }
     }

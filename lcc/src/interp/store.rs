@@ -208,7 +208,7 @@ impl Store {
                     return true;
                 }
             }
-            if b.cons_vars && self.bind_cons(abase + slot, b, bbase) {
+            if self.bind_cons(abase + slot, b, bbase) {
                 return true;
             }
         }
